@@ -1,0 +1,308 @@
+//! One configuration struct, read from the environment once per cold start.
+//!
+//! Every variable has a default that serves local use (`make dev`, tests); `template.yaml`
+//! sets the production values. The README lists them all.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A variable that is set but cannot be used. A missing variable takes its default.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name} is invalid: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+/// Which SMS sender the functions use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderKind {
+    /// AWS End User Messaging SMS (`SendTextMessage`).
+    EndUserMessaging,
+    /// Prints `[CONSOLE SMS]` lines to stdout; local development.
+    Console,
+}
+
+/// Names of the three DynamoDB tables (§9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableNames {
+    pub log: String,
+    pub preferences: String,
+    pub verification: String,
+}
+
+/// Brand and fixed texts that go into message bodies (§3, §8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branding {
+    pub brand_name: String,
+    pub support_url: String,
+    /// Appended to every promotional body.
+    pub stop_footer: String,
+    /// How often users get promotional messages, for the HELP reply ("up to 10 msgs/day").
+    pub frequency: String,
+}
+
+/// End User Messaging settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmsSettings {
+    pub sender: SenderKind,
+    /// Phone number, pool, sender ID or their ARN; sends come only from here.
+    pub origination_identity: Option<String>,
+    pub configuration_set: Option<String>,
+    /// Maximum price per message part in USD, as the API takes it (`"0.05"`).
+    pub max_price: Option<String>,
+    /// Time to live of a message at the provider.
+    pub ttl: Duration,
+    /// The origination identity's rate in message parts per second (§7).
+    pub parts_per_second: f64,
+    /// Largest body, in segments, that may be sent.
+    pub max_segments: u32,
+    /// The carrier/AWS answers STOP itself (US toll-free): we must not send a second confirmation.
+    pub provider_handles_opt_out_reply: bool,
+}
+
+/// Limits and cost caps (§7), money in micro-USD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub promotional_per_user_per_day: u32,
+    pub monthly_spend_cap_micros: u64,
+    pub transactional_hard_cap_micros: u64,
+}
+
+/// Everything the functions read from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tables: TableNames,
+    pub transactional_queue_url: Option<String>,
+    pub notifications_queue_url: Option<String>,
+    pub transactional_dlq_url: Option<String>,
+    pub notifications_dlq_url: Option<String>,
+    pub sms: SmsSettings,
+    pub branding: Branding,
+    pub limits: Limits,
+    /// ISO country codes numbers may belong to (§4).
+    pub allowed_countries: Vec<String>,
+    /// Version and text of the consent disclosure shown by the frontend.
+    pub consent_text_version: String,
+    pub consent_text: String,
+    /// Secret key for the HMAC of verification codes. Local default only; set in production.
+    pub verification_hmac_key: Vec<u8>,
+    /// How many records of one SQS batch are processed at once.
+    pub sender_concurrency: usize,
+    /// Lambda concurrency the sender may reach; the send rate is shared across it.
+    pub sender_max_concurrency: u32,
+    /// Development only: accept the user id from an `x-dev-user-id` header when no JWT
+    /// authorizer ran (`cargo lambda watch`). Never set by `template.yaml`.
+    pub dev_auth_header: bool,
+}
+
+/// Key used when `VERIFICATION_HMAC_KEY` is not set: fine locally, refused nowhere, so the
+/// template always sets a real one.
+pub const LOCAL_HMAC_KEY: &str = "local-development-only-key";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads from a map; for tests.
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { get: &get };
+        let sender = match env.string("SMS_SENDER", "console").as_str() {
+            "console" => SenderKind::Console,
+            "eum" | "end_user_messaging" => SenderKind::EndUserMessaging,
+            other => {
+                return Err(ConfigError {
+                    name: "SMS_SENDER",
+                    reason: format!("`{other}` is not `console` or `eum`"),
+                });
+            }
+        };
+        let origination_identity = env.optional("ORIGINATION_IDENTITY");
+        if sender == SenderKind::EndUserMessaging && origination_identity.is_none() {
+            return Err(ConfigError {
+                name: "ORIGINATION_IDENTITY",
+                reason: "required when SMS_SENDER=eum".into(),
+            });
+        }
+        Ok(Self {
+            tables: TableNames {
+                log: env.string("LOG_TABLE", "sms-log"),
+                preferences: env.string("PREFERENCES_TABLE", "sms-preferences"),
+                verification: env.string("VERIFICATION_TABLE", "sms-verification"),
+            },
+            transactional_queue_url: env.optional("TRANSACTIONAL_QUEUE_URL"),
+            notifications_queue_url: env.optional("NOTIFICATIONS_QUEUE_URL"),
+            transactional_dlq_url: env.optional("TRANSACTIONAL_DLQ_URL"),
+            notifications_dlq_url: env.optional("NOTIFICATIONS_DLQ_URL"),
+            sms: SmsSettings {
+                sender,
+                origination_identity,
+                configuration_set: env.optional("CONFIGURATION_SET"),
+                max_price: env.optional("SMS_MAX_PRICE"),
+                ttl: Duration::from_secs(env.parse("SMS_TTL_SECONDS", 3600u64)?),
+                parts_per_second: env.parse("SMS_PARTS_PER_SECOND", 3.0f64)?,
+                max_segments: env.parse("SMS_MAX_SEGMENTS", 3u32)?,
+                provider_handles_opt_out_reply: env.parse("PROVIDER_HANDLES_OPT_OUT_REPLY", false)?,
+            },
+            branding: Branding {
+                brand_name: env.string("BRAND_NAME", "WordBattle"),
+                support_url: env.string("SUPPORT_URL", "https://example.com/help/sms"),
+                stop_footer: env.string("STOP_FOOTER", "Reply STOP to unsubscribe."),
+                frequency: env.string("MESSAGE_FREQUENCY", "Msg frequency varies"),
+            },
+            limits: Limits {
+                promotional_per_user_per_day: env.parse("DAILY_PROMOTIONAL_CAP", 10u32)?,
+                monthly_spend_cap_micros: usd_micros(&env, "MONTHLY_SPEND_CAP_USD", "50")?,
+                transactional_hard_cap_micros: usd_micros(&env, "TRANSACTIONAL_HARD_CAP_USD", "100")?,
+            },
+            allowed_countries: env
+                .string("ALLOWED_COUNTRIES", "US,CA")
+                .split(',')
+                .map(|c| c.trim().to_ascii_uppercase())
+                .filter(|c| !c.is_empty())
+                .collect(),
+            consent_text_version: env.string("CONSENT_TEXT_VERSION", "2026-11-01"),
+            consent_text: env.string(
+                "CONSENT_TEXT",
+                "I agree to receive recurring automated promotional text messages at the number provided. \
+                 Consent is not a condition of purchase. Msg & data rates may apply. Msg frequency varies. \
+                 Reply HELP for help and STOP to cancel.",
+            ),
+            verification_hmac_key: env.string("VERIFICATION_HMAC_KEY", LOCAL_HMAC_KEY).into_bytes(),
+            sender_concurrency: env.parse("SENDER_CONCURRENCY", 4usize)?.max(1),
+            sender_max_concurrency: env.parse("SENDER_MAX_CONCURRENCY", 2u32)?.max(1),
+            dev_auth_header: env.parse("DEV_AUTH_HEADER", false)?,
+        })
+    }
+}
+
+struct Env<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.get)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.optional(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError {
+                name,
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+fn usd_micros(env: &Env<'_>, name: &'static str, default: &str) -> Result<u64, ConfigError> {
+    let raw = env.string(name, default);
+    parse_usd_micros(&raw).ok_or_else(|| ConfigError {
+        name,
+        reason: format!("`{raw}` is not an amount in USD such as 50 or 12.75"),
+    })
+}
+
+/// Parses a non-negative decimal USD amount into micro-dollars, without floating point.
+pub fn parse_usd_micros(raw: &str) -> Option<u64> {
+    let raw = raw.trim();
+    let (whole, frac) = raw.split_once('.').unwrap_or((raw, ""));
+    if whole.is_empty() && frac.is_empty()
+        || frac.len() > 6
+        || !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let frac: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u64>().ok()? * 10u64.pow(6 - frac.len() as u32)
+    };
+    whole.checked_mul(1_000_000)?.checked_add(frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_map(&vars)
+    }
+
+    #[test]
+    fn defaults_serve_local_use() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.sms.sender, SenderKind::Console);
+        assert_eq!(c.allowed_countries, ["US", "CA"]);
+        assert_eq!(c.limits.promotional_per_user_per_day, 10);
+        assert_eq!(c.limits.monthly_spend_cap_micros, 50_000_000);
+        assert_eq!(c.tables.log, "sms-log");
+        assert!(
+            !c.dev_auth_header,
+            "the dev auth header must be off unless enabled"
+        );
+    }
+
+    #[test]
+    fn values_are_read_and_checked() {
+        let c = config(&[
+            ("SMS_SENDER", "eum"),
+            ("ORIGINATION_IDENTITY", "+18005550100"),
+            ("ALLOWED_COUNTRIES", "us, gb"),
+            ("MONTHLY_SPEND_CAP_USD", "12.5"),
+            ("LOG_TABLE", "prod-log"),
+        ])
+        .unwrap();
+        assert_eq!(c.sms.sender, SenderKind::EndUserMessaging);
+        assert_eq!(c.allowed_countries, ["US", "GB"]);
+        assert_eq!(c.limits.monthly_spend_cap_micros, 12_500_000);
+        assert_eq!(c.tables.log, "prod-log");
+    }
+
+    #[test]
+    fn invalid_values_fail_with_the_variable_name() {
+        let err = config(&[("DAILY_PROMOTIONAL_CAP", "ten")]).unwrap_err();
+        assert_eq!(err.name, "DAILY_PROMOTIONAL_CAP");
+        let err = config(&[("SMS_SENDER", "eum")]).unwrap_err();
+        assert_eq!(err.name, "ORIGINATION_IDENTITY");
+        let err = config(&[("MONTHLY_SPEND_CAP_USD", "-3")]).unwrap_err();
+        assert_eq!(err.name, "MONTHLY_SPEND_CAP_USD");
+    }
+
+    #[test]
+    fn usd_amounts_parse_exactly() {
+        assert_eq!(parse_usd_micros("50"), Some(50_000_000));
+        assert_eq!(parse_usd_micros("0.00581"), Some(5_810));
+        assert_eq!(parse_usd_micros(".5"), Some(500_000));
+        assert_eq!(parse_usd_micros("1.0000001"), None);
+        assert_eq!(parse_usd_micros("abc"), None);
+        assert_eq!(parse_usd_micros(""), None);
+    }
+}

@@ -1,0 +1,26 @@
+//! Everything the SMS functions share.
+//!
+//! Pure domain rules (no AWS types, plain functions over plain data):
+//! [`kinds`], [`phone`], [`segments`], [`template`], [`quiet_hours`], [`consent`], [`preferences`].
+//!
+//! AWS adapters behind small traits: [`store`] (DynamoDB tables of DESIGN §9) and [`sms`]
+//! (End User Messaging `SendTextMessage`, and a console sender for local runs).
+//!
+//! Wiring: [`config`] (one struct read from the environment) and [`clock`].
+
+pub mod clock;
+pub mod config;
+pub mod consent;
+pub mod kinds;
+pub mod phone;
+pub mod preferences;
+pub mod quiet_hours;
+pub mod segments;
+pub mod sms;
+pub mod store;
+pub mod template;
+
+pub use clock::{Clock, SystemClock};
+pub use config::Config;
+pub use kinds::{Category, MessageClass, MessageKind};
+pub use phone::{E164, PhoneError};

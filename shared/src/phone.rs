@@ -1,0 +1,225 @@
+//! Phone numbers (DESIGN §4): user input to E.164, the country allow-list, and masking for logs.
+
+use phonenumber::country;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a phone number was refused. Messages are safe to show to the user (no number in them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error("phone number is empty")]
+    Empty,
+    #[error("phone number is too long")]
+    TooLong,
+    #[error("phone number is not a valid number")]
+    Invalid,
+    #[error("phone numbers from {0} are not supported")]
+    CountryNotAllowed(String),
+}
+
+impl PhoneError {
+    /// Machine-readable code for API errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PhoneError::Empty | PhoneError::TooLong | PhoneError::Invalid => "invalid_phone_number",
+            PhoneError::CountryNotAllowed(_) => "country_not_supported",
+        }
+    }
+}
+
+/// A valid phone number in E.164 form (`+14155550123`), with its ISO country.
+///
+/// Its `Debug` and `Display` are masked, so it cannot leak whole into a log line by accident;
+/// [`E164::as_str`] gives the full number for storage and for the SMS API.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct E164 {
+    number: String,
+    country: country::Id,
+}
+
+/// Longest input we look at; real numbers with formatting are far shorter.
+const MAX_INPUT_CHARS: usize = 40;
+
+impl E164 {
+    /// Parses user input. Numbers without a leading `+` are read as US/CA (NANP) numbers,
+    /// the product's home market.
+    pub fn parse(input: &str) -> Result<Self, PhoneError> {
+        let input = input.trim();
+        if input.is_empty() {
+            return Err(PhoneError::Empty);
+        }
+        if input.chars().count() > MAX_INPUT_CHARS {
+            return Err(PhoneError::TooLong);
+        }
+        let parsed =
+            phonenumber::parse(Some(country::Id::US), input).map_err(|_| PhoneError::Invalid)?;
+        if parsed.extension().is_some() || !phonenumber::is_valid(&parsed) {
+            return Err(PhoneError::Invalid);
+        }
+        let country = parsed.country().id().ok_or(PhoneError::Invalid)?;
+        let number = parsed.format().mode(phonenumber::Mode::E164).to_string();
+        Ok(Self { number, country })
+    }
+
+    /// Parses and checks the country against the allow-list (ISO codes such as `US`, `CA`).
+    pub fn parse_allowed<S: AsRef<str>>(input: &str, allowed: &[S]) -> Result<Self, PhoneError> {
+        let number = Self::parse(input)?;
+        if number.is_allowed(allowed) {
+            Ok(number)
+        } else {
+            Err(PhoneError::CountryNotAllowed(number.country().to_owned()))
+        }
+    }
+
+    pub fn is_allowed<S: AsRef<str>>(&self, allowed: &[S]) -> bool {
+        allowed
+            .iter()
+            .any(|c| c.as_ref().eq_ignore_ascii_case(self.country()))
+    }
+
+    /// The full number, `+` and digits.
+    pub fn as_str(&self) -> &str {
+        &self.number
+    }
+
+    /// ISO 3166 alpha-2 code of the number's country (`US`).
+    pub fn country(&self) -> &str {
+        self.country.as_ref()
+    }
+
+    /// For NANP (+1) numbers, the 3-digit area code.
+    pub fn area_code(&self) -> Option<&str> {
+        self.number
+            .strip_prefix("+1")
+            .and_then(|rest| rest.get(..3))
+    }
+
+    /// The number without its last 4 digits: the unit SMS-pumping windows count by (§5).
+    pub fn prefix(&self) -> &str {
+        &self.number[..self.number.len().saturating_sub(4)]
+    }
+
+    /// The number masked for logs: `+1415***1234`.
+    pub fn masked(&self) -> String {
+        mask(&self.number)
+    }
+}
+
+/// Masks any phone-number-like string for logs: `+` and the first 4 digits, `***`,
+/// the last 4 digits. Short strings keep less, so at most half of the digits ever show.
+pub fn mask(number: &str) -> String {
+    let digits: Vec<char> = number.chars().filter(char::is_ascii_digit).collect();
+    let n = digits.len();
+    let (head, tail) = if n >= 10 { (4, 4) } else { (n / 4, n / 4) };
+    let mut out = String::with_capacity(head + tail + 4);
+    out.push('+');
+    out.extend(&digits[..head]);
+    out.push_str("***");
+    out.extend(&digits[n - tail..]);
+    out
+}
+
+impl TryFrom<String> for E164 {
+    type Error = PhoneError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<E164> for String {
+    fn from(value: E164) -> Self {
+        value.number
+    }
+}
+
+impl fmt::Debug for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "E164({})", self.masked())
+    }
+}
+
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US_CA: [&str; 2] = ["US", "CA"];
+
+    #[test]
+    fn common_us_input_formats_parse_to_one_e164() {
+        for input in [
+            "+1 415 555 0123",
+            "(415) 555-0123",
+            "415.555.0123",
+            "1-415-555-0123",
+            "  4155550123 ",
+        ] {
+            let n = E164::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(n.as_str(), "+14155550123", "{input}");
+            assert_eq!(n.country(), "US");
+            assert_eq!(n.area_code(), Some("415"));
+        }
+    }
+
+    #[test]
+    fn canadian_and_foreign_numbers_keep_their_country() {
+        assert_eq!(E164::parse("+1 604 555 0199").unwrap().country(), "CA");
+        let uk = E164::parse("+44 20 7946 0958").unwrap();
+        assert_eq!(uk.as_str(), "+442079460958");
+        assert_eq!(uk.country(), "GB");
+        assert_eq!(uk.area_code(), None);
+    }
+
+    #[test]
+    fn invalid_input_is_refused_with_a_clear_error() {
+        assert_eq!(E164::parse("   "), Err(PhoneError::Empty));
+        assert_eq!(E164::parse("hello"), Err(PhoneError::Invalid));
+        assert_eq!(E164::parse("123"), Err(PhoneError::Invalid));
+        assert_eq!(
+            E164::parse("+1 415 555 0123 ext. 5"),
+            Err(PhoneError::Invalid)
+        );
+        assert_eq!(E164::parse(&"1".repeat(41)), Err(PhoneError::TooLong));
+    }
+
+    #[test]
+    fn allow_list_refuses_other_countries() {
+        assert!(E164::parse_allowed("+1 415 555 0123", &US_CA).is_ok());
+        assert!(E164::parse_allowed("+1 604 555 0199", &US_CA).is_ok());
+        assert_eq!(
+            E164::parse_allowed("+44 20 7946 0958", &US_CA),
+            Err(PhoneError::CountryNotAllowed("GB".into()))
+        );
+        assert!(E164::parse_allowed("+44 20 7946 0958", &["gb"]).is_ok());
+    }
+
+    #[test]
+    fn masking_hides_the_middle() {
+        let n = E164::parse("+14155551234").unwrap();
+        assert_eq!(n.masked(), "+1415***1234");
+        assert_eq!(format!("{n}"), "+1415***1234");
+        assert_eq!(format!("{n:?}"), "E164(+1415***1234)");
+        assert_eq!(mask("+12345"), "+1***5");
+        assert_eq!(mask(""), "+***");
+    }
+
+    #[test]
+    fn prefix_drops_the_last_four_digits() {
+        assert_eq!(E164::parse("+14155551234").unwrap().prefix(), "+1415555");
+    }
+
+    #[test]
+    fn serde_round_trips_as_a_plain_string() {
+        let n = E164::parse("+14155551234").unwrap();
+        let json = serde_json::to_string(&n).unwrap();
+        assert_eq!(json, "\"+14155551234\"");
+        assert_eq!(serde_json::from_str::<E164>(&json).unwrap(), n);
+        assert!(serde_json::from_str::<E164>("\"nope\"").is_err());
+    }
+}
