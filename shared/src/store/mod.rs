@@ -1,1 +1,38 @@
-//! TODO
+//! DynamoDB adapters for the three tables of DESIGN §9.
+//!
+//! Items are mapped with `serde_dynamo`; every write that must not race is a single
+//! conditional request (no read-modify-write).
+
+pub mod counters;
+pub mod log;
+pub mod preferences;
+pub mod schema;
+pub mod verification;
+
+pub use counters::{Bounded, Counters};
+pub use verification::{CodeRecord, PutCode, VerificationStore};
+pub use preferences::{PreferencesStore, SaveOutcome};
+pub use log::{Claim, Finish, LogRecord, LogStatus, LogStore, NewLogRecord, Related};
+
+use aws_sdk_dynamodb::error::SdkError;
+
+/// A failed table operation. Callers treat every variant as "not recorded": the SQS
+/// record is retried, the API answers 500, the SNS invocation fails and is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB request failed: {0}")]
+    Dynamo(#[from] Box<aws_sdk_dynamodb::Error>),
+    #[error("stored item does not map: {0}")]
+    Mapping(#[from] serde_dynamo::Error),
+    #[error("stored item is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+impl<E, R> From<SdkError<E, R>> for StoreError
+where
+    aws_sdk_dynamodb::Error: From<SdkError<E, R>>,
+{
+    fn from(err: SdkError<E, R>) -> Self {
+        StoreError::Dynamo(Box::new(err.into()))
+    }
+}
