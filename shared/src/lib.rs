@@ -15,6 +15,7 @@ pub mod kinds;
 pub mod phone;
 pub mod preferences;
 pub mod quiet_hours;
+pub mod request;
 pub mod segments;
 pub mod sms;
 pub mod store;

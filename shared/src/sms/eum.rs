@@ -86,9 +86,9 @@ impl SmsSender for EumSender {
 }
 
 /// DESIGN §6: only throttling, internal errors, 5xx and timeouts are transient.
-fn classify_send_error<R: std::fmt::Debug>(err: SdkError<SendTextMessageError, R>) -> SmsError
+fn classify_send_error<R>(err: SdkError<SendTextMessageError, R>) -> SmsError
 where
-    R: HttpStatus,
+    R: std::fmt::Debug + HttpStatus,
 {
     if let SdkError::ServiceError(service) = &err {
         let status = service.raw().status_code();
