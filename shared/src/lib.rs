@@ -12,6 +12,8 @@ pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod kinds;
+pub mod metrics;
+pub mod pacing;
 pub mod phone;
 pub mod preferences;
 pub mod quiet_hours;
