@@ -1,1 +1,29 @@
+//! Support for the integration tests: one moto server per test process ([`moto`]), SDK
+//! configuration that can only reach local servers ([`aws`]), fresh tables and queues per
+//! test ([`env`]), an HTTP stub of the End User Messaging SMS API ([`sms_stub`]) and the
+//! local stack that `make dev` and the `local-stack` binary create ([`local_stack`]).
+//!
+//! Every test gets its own names (moto's reset is global), so tests run in parallel with no
+//! leakage between them:
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use integration_tests::{SmsStub, TestEnv};
+//! let env = TestEnv::new().await;
+//! let stub = SmsStub::start().await;
+//! let config = env.config_with(&[("SMS_SENDER", "eum"), ("ORIGINATION_IDENTITY", "+18005550100")]);
+//! let sms = stub.client();
+//! # let _ = (config, sms);
+//! # }
+//! ```
 
+pub mod aws;
+pub mod env;
+pub mod local_stack;
+pub mod moto;
+pub mod sms_stub;
+
+pub use aws::{TEST_REGION, sdk_config};
+pub use env::TestEnv;
+pub use moto::moto_endpoint;
+pub use sms_stub::{Behavior, SentSms, SmsStub};

@@ -181,8 +181,8 @@ impl Finish<'_> {
 /// Access to the log table.
 #[derive(Debug, Clone)]
 pub struct LogStore {
-    client: Client,
-    table: String,
+    pub(crate) client: Client,
+    pub(crate) table: String,
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
