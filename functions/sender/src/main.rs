@@ -1,1 +1,17 @@
-fn main() {}
+//! Wiring only: configuration, clients (once per cold start), the runtime loop.
+
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use sender::Sender;
+use sms_shared::sms::AnySender;
+use sms_shared::{Config, SystemClock};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sms = AnySender::from_config(&config, &sdk);
+    let sender = Sender::new(&config, &sdk, sms, Arc::new(SystemClock));
+    run(service_fn(|event: LambdaEvent<_>| sender.handle(event.payload))).await
+}

@@ -133,6 +133,113 @@ impl Counters {
     }
 }
 
+/// How often an optimistic window update is retried when another writer got in between.
+const WINDOW_RETRIES: usize = 6;
+
+impl Counters {
+    /// Reserves one slot in a rolling window: at most `max` reservations in any `window`
+    /// ending now (state caps such as "3 promotional messages per 24 h"). The item keeps the
+    /// instants of the reservations still inside the window and is written conditionally
+    /// on its version, so concurrent callers at the limit cannot both pass.
+    pub async fn reserve_in_window(
+        &self,
+        id: &str,
+        max: u32,
+        window: jiff::SignedDuration,
+        now: Timestamp,
+    ) -> Result<Bounded, StoreError> {
+        let now_ms = now.as_millisecond();
+        let oldest = (now - window).as_millisecond();
+        self.update_window(id, now + window, |entries| {
+            entries.retain(|&t| t > oldest);
+            if entries.len() >= max as usize {
+                return None;
+            }
+            entries.push(now_ms);
+            Some(entries.len() as u64)
+        })
+        .await
+    }
+
+    /// Gives back a reservation made by [`Counters::reserve_in_window`] at `at`.
+    pub async fn release_in_window(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        let at_ms = at.as_millisecond();
+        self.update_window(id, at + jiff::SignedDuration::from_hours(48), |entries| {
+            let position = entries.iter().position(|&t| t == at_ms)?;
+            entries.remove(position);
+            Some(entries.len() as u64)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn update_window(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        mut change: impl FnMut(&mut Vec<i64>) -> Option<u64>,
+    ) -> Result<Bounded, StoreError> {
+        for _ in 0..WINDOW_RETRIES {
+            let item = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key(self.key_attribute, AttributeValue::S(id.to_owned()))
+                .consistent_read(true)
+                .send()
+                .await?
+                .item;
+            let version = item
+                .as_ref()
+                .and_then(|i| i.get("version"))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok());
+            let mut entries: Vec<i64> = item
+                .as_ref()
+                .and_then(|i| i.get("entries"))
+                .and_then(|v| v.as_l().ok())
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|v| v.as_n().ok().and_then(|n| n.parse().ok()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Some(count) = change(&mut entries) else {
+                return Ok(Bounded::CapReached);
+            };
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item(self.key_attribute, AttributeValue::S(id.to_owned()))
+                .item("count", number(count))
+                .item(
+                    "entries",
+                    AttributeValue::L(entries.iter().map(|t| AttributeValue::N(t.to_string())).collect()),
+                )
+                .item("version", number(version.unwrap_or(0) + 1))
+                .item(TTL_ATTRIBUTE, number(expires_at.as_second().max(0) as u64));
+            put = match version {
+                Some(v) => put
+                    .condition_expression("version = :v")
+                    .expression_attribute_values(":v", number(v)),
+                None => put
+                    .condition_expression("attribute_not_exists(#k)")
+                    .expression_attribute_names("#k", self.key_attribute),
+            };
+            match put.send().await {
+                Ok(_) => return Ok(Bounded::Counted(count)),
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(StoreError::Malformed("window counter kept changing under us"))
+    }
+}
+
 /// Runs one `BatchGetItem` against one table, following `UnprocessedKeys` until done.
 pub(crate) async fn batch_get_all(
     client: &Client,

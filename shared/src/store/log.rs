@@ -500,6 +500,11 @@ pub mod counter_ids {
         format!("counter#user-day#{user_id}#{date}")
     }
 
+    /// Promotional messages to a user in a rolling 24 h window (state caps).
+    pub fn user_rolling_24h(user_id: &str) -> String {
+        format!("counter#user-24h#{user_id}")
+    }
+
     /// Account spend (micro-USD) in a UTC month.
     pub fn month_spend(at: Timestamp) -> String {
         let date = at.to_zoned_datetime(TimeZone::UTC).date();

@@ -16,6 +16,9 @@ pub use log::{Claim, Finish, LogRecord, LogStatus, LogStore, NewLogRecord, Relat
 
 use aws_sdk_dynamodb::error::SdkError;
 
+/// The DynamoDB client every store is built from.
+pub use aws_sdk_dynamodb::Client as DynamoClient;
+
 /// A failed table operation. Callers treat every variant as "not recorded": the SQS
 /// record is retried, the API answers 500, the SNS invocation fails and is retried.
 #[derive(Debug, thiserror::Error)]

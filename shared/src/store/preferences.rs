@@ -18,6 +18,9 @@ pub const CURRENT_SK: &str = "PREFS";
 /// Sort-key prefix of consent history items.
 pub const CONSENT_SK_PREFIX: &str = "CONSENT#";
 
+/// Attempts at saving one user's preferences when others keep writing them.
+pub const SAVE_RETRIES: usize = 5;
+
 /// A transaction holds at most 100 items; one is the preferences item.
 const MAX_EVENTS_PER_SAVE: usize = 99;
 
@@ -271,4 +274,38 @@ impl PreferencesStore {
             }
         }
     }
+
+    /// Revokes consent of every user whose number is `e164` (a STOP reply, or AWS saying the
+    /// number opted out), each with a history event built by `event`. Users without consent
+    /// are left alone. Returns how many users were revoked. Concurrent writers are handled by
+    /// re-reading and retrying a few times per user.
+    pub async fn revoke_for_number(
+        &self,
+        e164: &str,
+        now: Timestamp,
+        event: impl Fn(&Preferences) -> ConsentEvent,
+    ) -> Result<usize, StoreError> {
+        let mut revoked = 0;
+        for mut prefs in self.find_by_phone(e164).await? {
+            for _ in 0..SAVE_RETRIES {
+                if !prefs.consent.given || prefs.phone_number.as_deref() != Some(e164) {
+                    break;
+                }
+                let change = event(&prefs);
+                change.apply_to(&mut prefs.consent);
+                match self.save(&mut prefs, std::slice::from_ref(&change), now).await? {
+                    SaveOutcome::Saved => {
+                        revoked += 1;
+                        break;
+                    }
+                    SaveOutcome::Conflict => match self.get(&prefs.user_id).await? {
+                        Some(fresh) => prefs = fresh,
+                        None => break,
+                    },
+                }
+            }
+        }
+        Ok(revoked)
+    }
 }
+
