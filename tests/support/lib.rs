@@ -18,10 +18,12 @@
 //! ```
 
 pub mod aws;
+pub mod counting;
 pub mod env;
 pub mod local_stack;
 pub mod moto;
 pub mod sms_stub;
+pub mod sqs;
 
 pub use aws::{TEST_REGION, sdk_config};
 pub use env::TestEnv;

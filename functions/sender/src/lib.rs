@@ -32,7 +32,7 @@ use sms_shared::request::{RequestError, SendRequest};
 use sms_shared::sms::{OutboundSms, SmsError, SmsSender};
 use sms_shared::store::log::counter_ids;
 use sms_shared::store::{
-    Bounded, Claim, Counters, Finish, LogStatus, LogStore, NewLogRecord, PreferencesStore,
+    Bounded, Claim, Counters, DynamoClient, Finish, LogStatus, LogStore, NewLogRecord, PreferencesStore,
     StoreError,
 };
 use sms_shared::template::{self, RenderedMessage};
@@ -102,13 +102,19 @@ struct Reservation {
 }
 
 impl<S: SmsSender> Sender<S> {
-    pub fn new(config: &Config, sdk: &aws_config::SdkConfig, sms: S, clock: Arc<dyn Clock>) -> Self {
-        let dynamodb = aws_sdk_dynamodb_client(sdk);
+    /// Builds the state from clients made once per cold start.
+    pub fn new(
+        config: &Config,
+        dynamodb: DynamoClient,
+        sqs: aws_sdk_sqs::Client,
+        sms: S,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             log: LogStore::new(dynamodb.clone(), &config.tables.log),
             prefs: PreferencesStore::new(dynamodb.clone(), &config.tables.preferences),
             counters: Counters::new(dynamodb, &config.tables.log, sms_shared::store::schema::LOG_KEY),
-            queues: Queues::new(aws_sdk_sqs::Client::new(sdk), config),
+            queues: Queues::new(sqs, config),
             sms,
             pacer: Pacer::new(config.sms.parts_per_second, config.sender_max_concurrency),
             clock,
@@ -632,8 +638,4 @@ fn store_retry(e: &StoreError) -> Outcome {
     Outcome::Retry {
         reason: "store_unavailable",
     }
-}
-
-fn aws_sdk_dynamodb_client(sdk: &aws_config::SdkConfig) -> sms_shared::store::DynamoClient {
-    sms_shared::store::DynamoClient::new(sdk)
 }

@@ -3,6 +3,7 @@
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use sender::Sender;
 use sms_shared::sms::AnySender;
+use sms_shared::store::DynamoClient;
 use sms_shared::{Config, SystemClock};
 use std::sync::Arc;
 
@@ -12,6 +13,12 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sms = AnySender::from_config(&config, &sdk);
-    let sender = Sender::new(&config, &sdk, sms, Arc::new(SystemClock));
+    let sender = Sender::new(
+        &config,
+        DynamoClient::new(&sdk),
+        aws_sdk_sqs::Client::new(&sdk),
+        sms,
+        Arc::new(SystemClock),
+    );
     run(service_fn(|event: LambdaEvent<_>| sender.handle(event.payload))).await
 }

@@ -204,6 +204,21 @@ fn history_entry(status: LogStatus, now: Timestamp, reason: Option<&str>) -> Att
     AttributeValue::L(vec![AttributeValue::M(entry)])
 }
 
+/// `#name` placeholders for attribute names (DynamoDB reserves hundreds of words).
+fn names(attributes: &[&str]) -> HashMap<String, String> {
+    attributes
+        .iter()
+        .map(|a| (format!("#{a}"), (*a).to_owned()))
+        .collect()
+}
+
+fn add_names(mut request: UpdateItemFluentBuilder, attributes: &[&str]) -> UpdateItemFluentBuilder {
+    for a in attributes {
+        request = request.expression_attribute_names(format!("#{a}"), *a);
+    }
+    request
+}
+
 fn is_condition_failure<E>(err: &aws_sdk_dynamodb::error::SdkError<E>) -> bool
 where
     E: ConditionCheck,
@@ -247,19 +262,29 @@ impl LogStore {
     ) -> Result<Claim, StoreError> {
         let token = claim_token();
         let mut set = String::from(
-            "SET #status = :pending, kind = :kind, #class = :class, \
-             createdAtMs = if_not_exists(createdAtMs, :now), updatedAtMs = :now, \
-             leaseUntilMs = :lease, claimToken = :token, \
-             attempts = if_not_exists(attempts, :zero) + :one, \
-             statusHistory = list_append(if_not_exists(statusHistory, :empty), :change)",
+            "SET #status = :pending, #kind = :kind, #class = :class, \
+             #createdAtMs = if_not_exists(#createdAtMs, :now), #updatedAtMs = :now, \
+             #leaseUntilMs = :lease, #claimToken = :token, \
+             #attempts = if_not_exists(#attempts, :zero) + :one, \
+             #statusHistory = list_append(if_not_exists(#statusHistory, :empty), :change)",
         );
         let mut request = self
             .update(record.id)
             .condition_expression(
-                "attribute_not_exists(id) OR (#status IN (:pending, :deferred, :retry) AND leaseUntilMs < :now)",
+                "attribute_not_exists(#id) OR (#status IN (:pending, :deferred, :retry) AND #leaseUntilMs <= :now)",
             )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#class", "class")
+            .set_expression_attribute_names(Some(names(&[
+                "id",
+                "status",
+                "kind",
+                "class",
+                "createdAtMs",
+                "updatedAtMs",
+                "leaseUntilMs",
+                "claimToken",
+                "attempts",
+                "statusHistory",
+            ])))
             .expression_attribute_values(":pending", s("pending"))
             .expression_attribute_values(":deferred", s("deferred"))
             .expression_attribute_values(":retry", s("retry"))
@@ -284,11 +309,13 @@ impl LogStore {
             .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(user) = record.user_id {
-            set.push_str(", userId = :user");
+            set.push_str(", #userId = :user");
+            request = request.expression_attribute_names("#userId", "userId");
             request = request.expression_attribute_values(":user", s(user));
         }
         if let Some(related) = record.related {
-            set.push_str(", related = :related");
+            set.push_str(", #related = :related");
+            request = request.expression_attribute_names("#related", "related");
             request = request.expression_attribute_values(
                 ":related",
                 AttributeValue::M(HashMap::from([
@@ -339,14 +366,20 @@ impl LogStore {
     ) -> Result<bool, StoreError> {
         let status = finish.status();
         let mut set = String::from(
-            "SET #status = :status, updatedAtMs = :now, \
-             statusHistory = list_append(statusHistory, :change)",
+            "SET #status = :status, #updatedAtMs = :now, \
+             #statusHistory = list_append(#statusHistory, :change)",
         );
-        let mut remove = String::from(" REMOVE claimToken");
+        let mut remove = String::from(" REMOVE #claimToken");
+        // Every attribute goes through a name placeholder: several are reserved words.
         let mut request = self
             .update(id)
-            .condition_expression("claimToken = :token AND #status = :pending")
-            .expression_attribute_names("#status", "status")
+            .condition_expression("#claimToken = :token AND #status = :pending")
+            .set_expression_attribute_names(Some(names(&[
+                "status",
+                "updatedAtMs",
+                "statusHistory",
+                "claimToken",
+            ])))
             .expression_attribute_values(":token", s(token))
             .expression_attribute_values(":pending", s("pending"))
             .expression_attribute_values(":status", s(status.as_str()))
@@ -361,11 +394,22 @@ impl LogStore {
                 encoding,
             } => {
                 set.push_str(
-                    ", providerMessageId = :mid, phoneNumber = :phone, body = :body, \
-                     segments = :segments, encoding = :encoding",
+                    ", #providerMessageId = :mid, #phoneNumber = :phone, #body = :body, \
+                     #segments = :segments, #encoding = :encoding",
                 );
-                remove.push_str(", errorCode, errorMessage");
-                request = request
+                remove.push_str(", #errorCode, #errorMessage");
+                request = add_names(
+                    request,
+                    &[
+                        "providerMessageId",
+                        "phoneNumber",
+                        "body",
+                        "segments",
+                        "encoding",
+                        "errorCode",
+                        "errorMessage",
+                    ],
+                )
                     .expression_attribute_values(":mid", s(provider_message_id))
                     .expression_attribute_values(":phone", s(phone_number))
                     .expression_attribute_values(":body", s(body))
@@ -378,32 +422,35 @@ impl LogStore {
             } => {
                 reason = Some(why);
                 if let Some(phone) = phone_number {
-                    set.push_str(", phoneNumber = :phone");
-                    request = request.expression_attribute_values(":phone", s(phone));
+                    set.push_str(", #phoneNumber = :phone");
+                    request = add_names(request, &["phoneNumber"])
+                        .expression_attribute_values(":phone", s(phone));
                 }
             }
             Finish::Rejected { reason: why } => reason = Some(why),
             Finish::Expired => reason = Some("not_after_passed"),
             Finish::Deferred { until } => {
                 reason = Some("quiet_hours");
-                set.push_str(", leaseUntilMs = :until");
-                request = request
+                set.push_str(", #leaseUntilMs = :until");
+                request = add_names(request, &["leaseUntilMs"])
                     .expression_attribute_values(":until", AttributeValue::N(ms(until).to_string()));
             }
             Finish::Retry {
                 error_code,
                 error_message,
             } => {
-                set.push_str(", leaseUntilMs = :zero, errorCode = :code, errorMessage = :message");
-                request = request
+                set.push_str(
+                    ", #leaseUntilMs = :zero, #errorCode = :code, #errorMessage = :message",
+                );
+                request = add_names(request, &["leaseUntilMs", "errorCode", "errorMessage"])
                     .expression_attribute_values(":zero", number(0))
                     .expression_attribute_values(":code", s(error_code))
                     .expression_attribute_values(":message", s(error_message));
             }
         }
         if let Some(why) = reason {
-            set.push_str(", reason = :reason");
-            request = request.expression_attribute_values(":reason", s(why));
+            set.push_str(", #reason = :reason");
+            request = add_names(request, &["reason"]).expression_attribute_values(":reason", s(why));
         }
         request = request.expression_attribute_values(":change", history_entry(status, now, reason));
         match request

@@ -112,11 +112,13 @@ impl PreferencesStore {
         next.version = expected + 1;
         next.updated_at = Some(now);
         let item = self.current_item(&next)?;
-        let (condition, values) = if expected == 0 {
-            ("attribute_not_exists(#pk)", None)
+        // A new user must not exist yet; an existing one must still be at the version read.
+        let (condition, name, values) = if expected == 0 {
+            ("attribute_not_exists(#key)", PREFS_PK, None)
         } else {
             (
-                "#version = :expected",
+                "#key = :expected",
+                "version",
                 Some((":expected", AttributeValue::N(expected.to_string()))),
             )
         };
@@ -128,8 +130,7 @@ impl PreferencesStore {
                 .table_name(&self.table)
                 .set_item(Some(item))
                 .condition_expression(condition)
-                .expression_attribute_names("#pk", PREFS_PK)
-                .expression_attribute_names("#version", "version")
+                .expression_attribute_names("#key", name)
                 .set_expression_attribute_values(
                     values.map(|(k, v)| HashMap::from([(k.to_owned(), v)])),
                 )
@@ -152,8 +153,7 @@ impl PreferencesStore {
                 .table_name(&self.table)
                 .set_item(Some(item))
                 .condition_expression(condition)
-                .expression_attribute_names("#pk", PREFS_PK)
-                .expression_attribute_names("#version", "version");
+                .expression_attribute_names("#key", name);
             if let Some((k, v)) = values {
                 put = put.expression_attribute_values(k, v);
             }
@@ -162,10 +162,10 @@ impl PreferencesStore {
                     .put(put.build().map_err(|_| StoreError::Malformed("put"))?)
                     .build(),
             ];
-            for event in events {
+            for (i, event) in events.iter().enumerate() {
                 let put = Put::builder()
                     .table_name(&self.table)
-                    .set_item(Some(self.event_item(event)?))
+                    .set_item(Some(self.event_item(event, next.version, i)?))
                     // Append-only: an event is never overwritten.
                     .condition_expression("attribute_not_exists(#sk)")
                     .expression_attribute_names("#sk", PREFS_SK)
@@ -210,16 +210,20 @@ impl PreferencesStore {
         Ok(item)
     }
 
-    fn event_item(&self, event: &ConsentEvent) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    /// History items sort by time, then by the preferences version they were saved with
+    /// (unique per user and increasing), then by position in the save.
+    fn event_item(
+        &self,
+        event: &ConsentEvent,
+        version: u64,
+        position: usize,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
         let mut item: HashMap<String, AttributeValue> = to_item(event)?;
-        let mut suffix = [0u8; 4];
-        let _ = getrandom::fill(&mut suffix);
         item.insert(
             PREFS_SK.to_owned(),
             s(format!(
-                "{CONSENT_SK_PREFIX}{:013}#{:08x}",
+                "{CONSENT_SK_PREFIX}{:013}#{version:010}#{position:02}",
                 event.at.as_millisecond(),
-                u32::from_le_bytes(suffix)
             )),
         );
         Ok(item)

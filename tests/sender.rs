@@ -1,0 +1,771 @@
+//! The `sender` function through its real handler, moto (DynamoDB, SQS) and the
+//! SendTextMessage stub: every outcome of DESIGN §6, every consent rule of §4, the limits
+//! of §7, idempotency, throttling and quiet hours.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use futures_util::future::join_all;
+use integration_tests::counting::{RequestCounter, counting_dynamodb};
+use integration_tests::sqs::{deliver, drain, event_body};
+use integration_tests::{Behavior, SmsStub, TestEnv};
+use jiff::{SignedDuration, Timestamp};
+use sender::{Outcome, Sender};
+use sms_shared::clock::ManualClock;
+use sms_shared::consent::SuppressReason;
+use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
+use sms_shared::request::SendRequest;
+use sms_shared::sms::EumSender;
+use sms_shared::store::{LogRecord, LogStatus, LogStore, PreferencesStore, SaveOutcome};
+use sms_shared::{Category, MessageKind};
+use std::sync::Arc;
+
+/// Wednesday 2026-11-25 18:00 UTC: 10:00 in Los Angeles, 13:00 in New York: open everywhere.
+const NOON: &str = "2026-11-25T18:00:00Z";
+const PHONE: &str = "+14155550123";
+
+struct Fixture {
+    env: TestEnv,
+    stub: SmsStub,
+    clock: Arc<ManualClock>,
+    sender: Sender<EumSender>,
+    prefs: PreferencesStore,
+    log: LogStore,
+    dynamodb_requests: RequestCounter,
+}
+
+impl Fixture {
+    async fn new(extra: &[(&str, &str)]) -> Fixture {
+        let env = TestEnv::new().await;
+        let stub = SmsStub::start().await;
+        let mut vars = vec![
+            ("SMS_SENDER", "eum"),
+            ("ORIGINATION_IDENTITY", "+18005550100"),
+            ("SMS_PARTS_PER_SECOND", "1000"),
+        ];
+        vars.extend_from_slice(extra);
+        let config = env.config_with(&vars);
+        let clock = Arc::new(ManualClock::new(NOON.parse().unwrap()));
+        let (dynamodb, dynamodb_requests) = counting_dynamodb(&env.sdk);
+        let sender = Sender::new(
+            &config,
+            dynamodb,
+            env.sqs.clone(),
+            EumSender::new(stub.client(), &config.sms),
+            clock.clone(),
+        );
+        Fixture {
+            prefs: PreferencesStore::new(env.dynamodb.clone(), &env.tables.preferences),
+            log: LogStore::new(env.dynamodb.clone(), &env.tables.log),
+            env,
+            stub,
+            clock,
+            sender,
+            dynamodb_requests,
+        }
+    }
+
+    /// A user who opted in, verified `phone` and left every toggle on.
+    async fn opted_in_user(&self, user: &str, phone: &str, zone: Option<&str>) -> Preferences {
+        self.save_user(user, |p| {
+            p.phone_number = Some(phone.into());
+            p.time_zone = zone.map(Into::into);
+        })
+        .await
+    }
+
+    /// Saves an opted-in user after `change`.
+    async fn save_user(&self, user: &str, change: impl FnOnce(&mut Preferences)) -> Preferences {
+        let now = self.clock.now_ts();
+        let mut prefs = Preferences::new(user);
+        prefs.phone_number = Some(PHONE.into());
+        prefs.phone_verified = true;
+        prefs.allow_sms_invitations = true;
+        let grant = ConsentEvent::new(user, now, ConsentAction::Grant, ConsentMethod::OptInModal);
+        grant.apply_to(&mut prefs.consent);
+        change(&mut prefs);
+        assert_eq!(
+            self.prefs.save(&mut prefs, &[grant], now).await.unwrap(),
+            SaveOutcome::Saved
+        );
+        prefs
+    }
+
+    async fn run(&self, queue: &str, bodies: &[String]) -> Vec<(SqsEvent, SqsBatchResponse)> {
+        let mut results = Vec::new();
+        for event in deliver(&self.env, queue, bodies).await {
+            let response = self.sender.handle(event.clone()).await.unwrap();
+            results.push((event, response));
+        }
+        results
+    }
+
+    /// Delivers `bodies` and returns each body's outcome, in order.
+    async fn outcomes(&self, queue: &str, bodies: &[String]) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        for event in deliver(&self.env, queue, bodies).await {
+            out.extend(self.sender.process(&event).await);
+        }
+        out
+    }
+
+    async fn record(&self, id: &str) -> LogRecord {
+        self.log
+            .get(id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no log record {id}"))
+    }
+
+    fn notifications(&self) -> String {
+        self.env.queues.notifications.clone()
+    }
+
+    fn transactional(&self) -> String {
+        self.env.queues.transactional.clone()
+    }
+}
+
+trait NowTs {
+    fn now_ts(&self) -> Timestamp;
+}
+
+impl NowTs for ManualClock {
+    fn now_ts(&self) -> Timestamp {
+        sms_shared::Clock::now(self)
+    }
+}
+
+/// A valid request body of `kind` for `user`.
+fn request(id: &str, kind: MessageKind, user: &str) -> String {
+    let params: &[(&str, serde_json::Value)] = match kind {
+        MessageKind::BattleInvitation => &[
+            ("inviter_name", "Ada".into()),
+            ("battle_topic", "Haiku".into()),
+            ("invitation_link", "https://example.com/b/1".into()),
+        ],
+        MessageKind::StreakAlert => &[
+            ("streak_count", 7.into()),
+            ("action_link", "https://example.com/play".into()),
+        ],
+        MessageKind::SecurityAlert => &[
+            ("summary", "New sign-in".into()),
+            ("link", "https://example.com/security".into()),
+        ],
+        other => panic!("no sample params for {other}"),
+    };
+    let mut builder = SendRequest::builder(id, kind, user);
+    for (name, value) in params {
+        builder = builder.param(name, value.clone());
+    }
+    serde_json::to_string(&builder.build().unwrap()).unwrap()
+}
+
+fn invitation(id: &str, user: &str) -> String {
+    request(id, MessageKind::BattleInvitation, user)
+}
+
+fn with_id(body: &str, id: &str) -> String {
+    let mut value: serde_json::Value = serde_json::from_str(body).unwrap();
+    value["id"] = id.into();
+    value.to_string()
+}
+
+#[tokio::test]
+async fn every_kind_from_its_sample_event_is_sent_once_with_the_right_body() {
+    let f = Fixture::new(&[]).await;
+    f.opted_in_user("u-42", PHONE, Some("America/Los_Angeles"))
+        .await;
+    let samples = [
+        ("sqs-battle-invitation.json", true, "Ada"),
+        ("sqs-battle-result.json", true, "You won 3-2"),
+        ("sqs-battle-reminder.json", true, "2 hours"),
+        ("sqs-streak-alert.json", true, "12"),
+        ("sqs-direct-message.json", true, "Rematch tonight?"),
+        ("sqs-achievement-unlock.json", true, "Wordsmith"),
+        ("sqs-security-alert.json", false, "New sign-in from Firefox"),
+    ];
+    for (file, promotional, needle) in samples {
+        let body = event_body(file);
+        let queue = if promotional {
+            f.notifications()
+        } else {
+            f.transactional()
+        };
+        let outcomes = f.outcomes(&queue, &[body.clone()]).await;
+        assert_eq!(outcomes, [Outcome::Sent], "{file}");
+        let id = SendRequest::parse(&body).unwrap().id;
+        let sent = f
+            .stub
+            .sent()
+            .into_iter()
+            .find(|s| s.context.get("logId").map(String::as_str) == Some(id.as_str()));
+        let sent = sent.unwrap_or_else(|| panic!("{file}: no SMS with context {id}"));
+        assert_eq!(sent.to, PHONE);
+        assert!(sent.body.contains(needle), "{file}: {}", sent.body);
+        assert_eq!(
+            sent.body.ends_with("Reply STOP to unsubscribe."),
+            promotional,
+            "{file}"
+        );
+        assert_eq!(
+            sent.message_type.as_deref(),
+            Some(if promotional {
+                "PROMOTIONAL"
+            } else {
+                "TRANSACTIONAL"
+            })
+        );
+        let record = f.record(&id).await;
+        assert_eq!(record.status, LogStatus::Sent, "{file}");
+        assert_eq!(
+            record.provider_message_id.as_deref(),
+            Some(sent.message_id.as_str())
+        );
+        assert_eq!(record.phone_number.as_deref(), Some(PHONE));
+        assert!(record.segments.unwrap() >= 1);
+        assert_eq!(record.user_id.as_deref(), Some("u-42"));
+    }
+    assert_eq!(f.stub.sent().len(), samples.len());
+}
+
+#[tokio::test]
+async fn a_request_delivered_twice_sends_one_sms() {
+    let f = Fixture::new(&[]).await;
+    f.opted_in_user("u-1", PHONE, None).await;
+    let body = invitation("twice-1", "u-1");
+    let first = f.outcomes(&f.notifications(), &[body.clone()]).await;
+    let second = f.outcomes(&f.notifications(), &[body]).await;
+    assert_eq!(first, [Outcome::Sent]);
+    assert_eq!(second, [Outcome::Duplicate]);
+    assert_eq!(f.stub.sent().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_delivered_concurrently_sends_one_sms() {
+    let f = Fixture::new(&[]).await;
+    f.opted_in_user("u-1", PHONE, None).await;
+    let body = invitation("concurrent-1", "u-1");
+    let events = deliver(&f.env, &f.notifications(), &vec![body; 6]).await;
+    let events: Vec<SqsEvent> = events
+        .into_iter()
+        .flat_map(|e| e.records)
+        .map(|r| {
+            let mut e = SqsEvent::default();
+            e.records.push(r);
+            e
+        })
+        .collect();
+    let outcomes: Vec<Vec<Outcome>> = join_all(events.iter().map(|e| f.sender.process(e))).await;
+    let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Outcome::Sent).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().all(|o| matches!(
+            o,
+            Outcome::Sent | Outcome::Duplicate | Outcome::Retry { .. }
+        )),
+        "{outcomes:?}"
+    );
+    assert_eq!(f.stub.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn past_not_after_is_logged_expired_and_not_sent() {
+    let f = Fixture::new(&[]).await;
+    f.opted_in_user("u-42", PHONE, None).await;
+    let outcomes = f
+        .outcomes(&f.notifications(), &[event_body("sqs-expired.json")])
+        .await;
+    assert_eq!(outcomes, [Outcome::Expired]);
+    assert_eq!(f.record("expired-1").await.status, LogStatus::Expired);
+    assert!(f.stub.sent().is_empty());
+}
+
+#[tokio::test]
+async fn invalid_bodies_go_to_the_dead_letter_queue_with_their_reason() {
+    let f = Fixture::new(&[]).await;
+    f.opted_in_user("u-42", PHONE, None).await;
+    let verification = r#"{"v":1,"id":"pv-1","kind":"phone_verification","userId":"u-42","params":{"code":"123456"}}"#;
+    let bodies = [
+        event_body("sqs-malformed.json"),
+        event_body("sqs-invalid-params.json"),
+        verification.to_owned(),
+        "\u{0}\u{1}not json at all".to_owned(),
+    ];
+    let results = f.run(&f.notifications(), &bodies).await;
+    // Acknowledged (not in batchItemFailures), so SQS deletes them from the source queue...
+    for (_, response) in &results {
+        assert!(response.batch_item_failures.is_empty());
+    }
+    // ...because they are on the dead-letter queue, each with a reason.
+    let dead = drain(&f.env, &f.env.queues.notifications_dlq).await;
+    assert_eq!(dead.len(), bodies.len());
+    for body in &bodies {
+        let letter = dead
+            .iter()
+            .find(|d| &d.body == body)
+            .expect("body kept as it was");
+        let reason = &letter.attributes["RejectReason"];
+        assert!(!reason.is_empty());
+        assert_eq!(
+            letter.attributes["SourceQueue"],
+            format!("{}notifications", f.env.prefix)
+        );
+    }
+    let reason_of = |needle: &str| {
+        dead.iter()
+            .find(|d| d.body.contains(needle))
+            .map(|d| d.attributes["RejectReason"].clone())
+            .unwrap()
+    };
+    assert!(reason_of("broken-1").contains("not a JSON object"));
+    assert!(reason_of("invalid-params-1").contains("invitation_link"));
+    assert!(reason_of("pv-1").contains("verify-api"));
+    assert!(f.stub.sent().is_empty());
+    assert!(
+        f.log.get("pv-1").await.unwrap().is_none(),
+        "rejected requests claim nothing"
+    );
+}
+
+/// Each consent rule of §4 suppresses with its own reason and sends nothing.
+#[tokio::test]
+async fn each_consent_rule_suppresses_with_its_reason() {
+    let f = Fixture::new(&[]).await;
+    let cases: Vec<(&str, Box<dyn FnOnce(&mut Preferences)>, SuppressReason)> = vec![
+        (
+            "no-phone",
+            Box::new(|p| p.phone_number = None),
+            SuppressReason::NoPhoneNumber,
+        ),
+        (
+            "unverified",
+            Box::new(|p| p.phone_verified = false),
+            SuppressReason::PhoneNotVerified,
+        ),
+        (
+            "no-consent",
+            Box::new(|p| p.consent = Default::default()),
+            SuppressReason::NoConsent,
+        ),
+        (
+            "revoked",
+            Box::new(|p| {
+                ConsentEvent::new(
+                    &p.user_id,
+                    p.consent.given_at.unwrap(),
+                    ConsentAction::Revoke,
+                    ConsentMethod::SmsKeyword,
+                )
+                .apply_to(&mut p.consent)
+            }),
+            SuppressReason::ConsentRevoked,
+        ),
+        (
+            "master-off",
+            Box::new(|p| p.allow_sms_invitations = false),
+            SuppressReason::MasterSwitchOff,
+        ),
+        (
+            "category-off",
+            Box::new(|p| p.toggles.set(Category::BattleInvitations, false)),
+            SuppressReason::CategoryOff,
+        ),
+        (
+            "foreign",
+            Box::new(|p| p.phone_number = Some("+442079460958".into())),
+            SuppressReason::CountryNotAllowed,
+        ),
+    ];
+    let mut bodies = Vec::new();
+    let mut expected = Vec::new();
+    for (user, change, reason) in cases {
+        f.save_user(user, change).await;
+        bodies.push(invitation(&format!("rule-{user}"), user));
+        expected.push((format!("rule-{user}"), reason));
+    }
+    bodies.push(invitation("rule-unknown", "nobody"));
+    expected.push(("rule-unknown".into(), SuppressReason::UnknownUser));
+
+    let outcomes = f.outcomes(&f.notifications(), &bodies).await;
+    for (id, reason) in &expected {
+        let record = f.record(id).await;
+        assert_eq!(record.status, LogStatus::Suppressed, "{id}");
+        assert_eq!(record.reason.as_deref(), Some(reason.as_str()), "{id}");
+    }
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Outcome::Suppressed(_))),
+        "{outcomes:?}"
+    );
+    assert!(f.stub.sent().is_empty());
+}
+
+#[tokio::test]
+async fn security_alerts_ignore_master_switch_and_quiet_hours_but_not_consent() {
+    let f = Fixture::new(&[]).await;
+    // 03:00 in New York.
+    f.clock.set("2026-11-25T08:00:00Z".parse().unwrap());
+    f.save_user("master-off", |p| {
+        p.allow_sms_invitations = false;
+        p.time_zone = Some("America/New_York".into());
+    })
+    .await;
+    f.save_user("revoked", |p| {
+        ConsentEvent::new(
+            &p.user_id,
+            p.consent.given_at.unwrap(),
+            ConsentAction::Revoke,
+            ConsentMethod::SmsKeyword,
+        )
+        .apply_to(&mut p.consent)
+    })
+    .await;
+    let outcomes = f
+        .outcomes(
+            &f.transactional(),
+            &[
+                request("sec-1", MessageKind::SecurityAlert, "master-off"),
+                request("sec-2", MessageKind::SecurityAlert, "revoked"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Sent,
+            Outcome::Suppressed(SuppressReason::ConsentRevoked)
+        ]
+    );
+    assert_eq!(f.stub.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn quiet_hours_defer_to_the_window_and_hide_the_message_until_then() {
+    let f = Fixture::new(&[]).await;
+    // 23:00 in Chicago.
+    f.clock.set("2026-11-26T05:00:00Z".parse().unwrap());
+    f.opted_in_user("night-owl", PHONE, Some("America/Chicago"))
+        .await;
+    let results = f
+        .run(&f.notifications(), &[invitation("night-1", "night-owl")])
+        .await;
+    let (event, response) = &results[0];
+    let eight_am: Timestamp = "2026-11-26T14:00:00Z".parse().unwrap();
+    assert_eq!(
+        response.batch_item_failures.len(),
+        1,
+        "deferred records are kept on the queue"
+    );
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier,
+        event.records[0].message_id.clone().unwrap()
+    );
+    let record = f.record("night-1").await;
+    assert_eq!(record.status, LogStatus::Deferred);
+    assert_eq!(record.lease_until_ms, eight_am.as_millisecond());
+    // Its visibility was extended (9 h), so the queue shows nothing now.
+    let visible = integration_tests::sqs::receive_event(&f.env, &f.notifications(), 10).await;
+    assert!(
+        visible.records.is_empty(),
+        "deferred message must stay hidden"
+    );
+    assert!(f.stub.sent().is_empty());
+
+    // Delivered again early (visibility can only go 12 h): deferred again, still unsent.
+    let again = f.sender.process(event).await;
+    assert_eq!(again, [Outcome::Deferred { until: eight_am }]);
+    // At 08:00 Chicago it goes out.
+    f.clock.set(eight_am);
+    assert_eq!(f.sender.process(event).await, [Outcome::Sent]);
+    assert_eq!(f.stub.sent().len(), 1);
+    assert_eq!(f.record("night-1").await.status, LogStatus::Sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_over_the_daily_cap_sends_exactly_the_cap() {
+    let f = Fixture::new(&[("DAILY_PROMOTIONAL_CAP", "10")]).await;
+    f.opted_in_user("busy", PHONE, None).await;
+    let bodies: Vec<String> = (0..15)
+        .map(|i| invitation(&format!("burst-{i}"), "busy"))
+        .collect();
+    let events = deliver(&f.env, &f.notifications(), &bodies).await;
+    let outcomes: Vec<Outcome> = join_all(events.iter().map(|e| f.sender.process(e)))
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let sent = outcomes.iter().filter(|o| **o == Outcome::Sent).count();
+    let capped = outcomes
+        .iter()
+        .filter(|o| **o == Outcome::Suppressed(SuppressReason::DailyCap))
+        .count();
+    assert_eq!((sent, capped), (10, 5), "{outcomes:?}");
+    assert_eq!(f.stub.sent().len(), 10);
+}
+
+#[tokio::test]
+async fn florida_numbers_get_at_most_three_promotional_messages_a_day() {
+    let f = Fixture::new(&[]).await;
+    // 305 is Miami; 13:00 there.
+    f.save_user("miami", |p| p.phone_number = Some("+13055550123".into()))
+        .await;
+    let bodies: Vec<String> = (0..4)
+        .map(|i| invitation(&format!("fl-{i}"), "miami"))
+        .collect();
+    let outcomes = f.outcomes(&f.notifications(), &bodies).await;
+    assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Sent).count(), 3);
+    assert!(outcomes.contains(&Outcome::Suppressed(SuppressReason::StateCap)));
+    // 24 h after the first, there is room again.
+    f.clock
+        .advance(SignedDuration::from_hours(24) + SignedDuration::from_secs(1));
+    let later = f
+        .outcomes(&f.notifications(), &[invitation("fl-next-day", "miami")])
+        .await;
+    assert_eq!(later, [Outcome::Sent]);
+}
+
+#[tokio::test]
+async fn throttled_records_are_retried_alone_and_never_sent_twice() {
+    let f = Fixture::new(&[]).await;
+    for i in 0..10 {
+        f.save_user(&format!("t-{i}"), |p| {
+            p.phone_number = Some(format!("+1415555{:04}", 100 + i))
+        })
+        .await;
+    }
+    let bodies: Vec<String> = (0..10)
+        .map(|i| invitation(&format!("throttle-{i}"), &format!("t-{i}")))
+        .collect();
+    for _ in 0..3 {
+        f.stub.push(Behavior::Throttle);
+    }
+    let results = f.run(&f.notifications(), &bodies).await;
+    let failures: Vec<String> = results
+        .iter()
+        .flat_map(|(_, r)| {
+            r.batch_item_failures
+                .iter()
+                .map(|b| b.item_identifier.clone())
+        })
+        .collect();
+    assert_eq!(failures.len(), 3);
+    assert_eq!(f.stub.sent().len(), 7);
+    // Exactly the failed ones are still retryable; the others are done.
+    let mut retry_records = Vec::new();
+    for (event, _) in &results {
+        for record in &event.records {
+            if failures.contains(record.message_id.as_ref().unwrap()) {
+                retry_records.push(record.clone());
+            }
+        }
+    }
+    let mut redelivery = SqsEvent::default();
+    redelivery.records = retry_records;
+    assert_eq!(f.sender.process(&redelivery).await, vec![Outcome::Sent; 3]);
+    // Redelivering the whole batch again sends nothing more.
+    for (event, _) in &results {
+        assert!(
+            f.sender
+                .process(event)
+                .await
+                .iter()
+                .all(|o| *o == Outcome::Duplicate)
+        );
+    }
+    let sent = f.stub.sent();
+    assert_eq!(sent.len(), 10);
+    let mut destinations: Vec<&str> = sent.iter().map(|s| s.to.as_str()).collect();
+    destinations.sort_unstable();
+    destinations.dedup();
+    assert_eq!(destinations.len(), 10, "no phone got a request's SMS twice");
+}
+
+#[tokio::test]
+async fn provider_answers_map_to_their_outcomes() {
+    let f = Fixture::new(&[]).await;
+    f.opted_in_user("u", PHONE, None).await;
+    let cases = [
+        (
+            Behavior::InternalError,
+            Outcome::Retry {
+                reason: "provider_transient",
+            },
+            LogStatus::Retry,
+        ),
+        (
+            Behavior::Hang,
+            Outcome::Retry {
+                reason: "provider_transient",
+            },
+            LogStatus::Retry,
+        ),
+        (
+            Behavior::validation("INVALID_PARAMETER"),
+            Outcome::Rejected {
+                reason: "provider_ValidationException".into(),
+                dead_lettered: false,
+            },
+            LogStatus::Rejected,
+        ),
+        (
+            Behavior::SpendLimit,
+            Outcome::Suppressed(SuppressReason::SpendLimit),
+            LogStatus::Suppressed,
+        ),
+    ];
+    for (i, (behavior, outcome, status)) in cases.into_iter().enumerate() {
+        f.stub.push(behavior);
+        let id = format!("provider-{i}");
+        let got = f
+            .outcomes(&f.notifications(), &[invitation(&id, "u")])
+            .await;
+        assert_eq!(got, [outcome], "{id}");
+        assert_eq!(f.record(&id).await.status, status, "{id}");
+    }
+    // Transactional + spend limit: retried so it reaches the DLQ and its alarm.
+    f.stub.push(Behavior::SpendLimit);
+    let got = f
+        .outcomes(
+            &f.transactional(),
+            &[request("sec-spend", MessageKind::SecurityAlert, "u")],
+        )
+        .await;
+    assert_eq!(
+        got,
+        [Outcome::Retry {
+            reason: "spend_limit"
+        }]
+    );
+    // A transient failure is sent on the next delivery.
+    let again = f
+        .outcomes(&f.notifications(), &[invitation("provider-0", "u")])
+        .await;
+    assert_eq!(again, [Outcome::Sent]);
+}
+
+#[tokio::test]
+async fn a_carrier_opt_out_suppresses_and_revokes_every_user_of_the_number() {
+    let f = Fixture::new(&[]).await;
+    f.opted_in_user("sibling-a", PHONE, None).await;
+    f.opted_in_user("sibling-b", PHONE, None).await;
+    f.stub.fail_for_destination(PHONE, Behavior::OptedOut);
+    let got = f
+        .outcomes(&f.notifications(), &[invitation("oo-1", "sibling-a")])
+        .await;
+    assert_eq!(got, [Outcome::Suppressed(SuppressReason::CarrierOptedOut)]);
+    for user in ["sibling-a", "sibling-b"] {
+        let prefs = f.prefs.get(user).await.unwrap().unwrap();
+        assert!(!prefs.consent.given, "{user}");
+        assert_eq!(
+            prefs.consent.revoked_method,
+            Some(ConsentMethod::CarrierOptOut)
+        );
+        let history = f.prefs.consent_history(user).await.unwrap();
+        assert_eq!(history.last().unwrap().action, ConsentAction::Revoke);
+    }
+    // The next request for the other user is suppressed before reaching AWS.
+    let requests_before = f.stub.requests();
+    let next = f
+        .outcomes(&f.notifications(), &[invitation("oo-2", "sibling-b")])
+        .await;
+    assert_eq!(next, [Outcome::Suppressed(SuppressReason::ConsentRevoked)]);
+    assert_eq!(f.stub.requests(), requests_before);
+}
+
+#[tokio::test]
+async fn monthly_spend_over_the_cap_suppresses_promotional_only() {
+    let f = Fixture::new(&[
+        ("MONTHLY_SPEND_CAP_USD", "1"),
+        ("TRANSACTIONAL_HARD_CAP_USD", "5"),
+    ])
+    .await;
+    f.opted_in_user("u", PHONE, None).await;
+    let counters =
+        sms_shared::store::Counters::new(f.env.dynamodb.clone(), &f.env.tables.log, "id");
+    let now = f.clock.now_ts();
+    counters
+        .add(
+            &sms_shared::store::log::counter_ids::month_spend(now),
+            1_500_000,
+            now + SignedDuration::from_hours(24 * 40),
+        )
+        .await
+        .unwrap();
+    let got = f
+        .outcomes(&f.notifications(), &[invitation("spend-promo", "u")])
+        .await;
+    assert_eq!(got, [Outcome::Suppressed(SuppressReason::SpendLimit)]);
+    let got = f
+        .outcomes(
+            &f.transactional(),
+            &[request("spend-sec", MessageKind::SecurityAlert, "u")],
+        )
+        .await;
+    assert_eq!(got, [Outcome::Sent]);
+}
+
+#[tokio::test]
+async fn dynamodb_requests_per_sent_message_stay_within_budget() {
+    let f = Fixture::new(&[]).await;
+    for i in 0..10 {
+        f.save_user(&format!("d-{i}"), |p| {
+            p.phone_number = Some(format!("+1415555{:04}", 200 + i))
+        })
+        .await;
+    }
+    let bodies: Vec<String> = (0..10)
+        .map(|i| invitation(&format!("ddb-{i}"), &format!("d-{i}")))
+        .collect();
+    let events = deliver(&f.env, &f.notifications(), &bodies).await;
+    f.dynamodb_requests.reset();
+    let mut sent = 0;
+    for event in &events {
+        sent += f
+            .sender
+            .process(event)
+            .await
+            .iter()
+            .filter(|o| **o == Outcome::Sent)
+            .count();
+    }
+    assert_eq!(sent, 10);
+    let per_message = f.dynamodb_requests.get() as f64 / sent as f64;
+    println!("DynamoDB requests per sent message (batch of 10): {per_message:.2}");
+    assert!(
+        per_message <= 3.2,
+        "{per_message:.2} DynamoDB requests per sent message"
+    );
+    assert_eq!(
+        f.stub.requests(),
+        10,
+        "exactly one SMS API call per message"
+    );
+}
+
+#[tokio::test]
+async fn no_input_makes_the_handler_panic() {
+    let f = Fixture::new(&[]).await;
+    f.opted_in_user("u", PHONE, None).await;
+    let nasty = [
+        String::new(),
+        "null".into(),
+        "{\"v\":1}".into(),
+        "{\"id\":\"x\",\"v\":1,\"kind\":\"battle_invitation\",\"userId\":\"u\",\"params\":{\"inviter_name\":\"\\u0000\\n\",\"battle_topic\":\"ß\",\"invitation_link\":\"https://e.com\"}}".into(),
+        format!("{{\"id\":\"{}\"}}", "é".repeat(200)),
+        with_id(&invitation("x", "u"), &"\u{7f}".repeat(3)),
+    ];
+    let mut event = SqsEvent::default();
+    for (i, body) in nasty.iter().enumerate() {
+        let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+        record.message_id = Some(format!("nasty-{i}"));
+        record.body = Some(body.clone());
+        event.records.push(record);
+    }
+    // Records without a known source queue cannot be dead-lettered: they are retried
+    // (and SQS's redrive moves them), never dropped.
+    let response = f.sender.handle(event).await.unwrap();
+    assert_eq!(response.batch_item_failures.len(), nasty.len());
+    assert!(f.stub.sent().is_empty());
+}
