@@ -40,9 +40,10 @@ HTTP functions (cargo lambda watch, user named by the dev-only x-dev-user-id hea
   curl -s -X POST localhost:$WATCH_PORT/lambda-url/verify-api/notifications/me/phone-verification/ -H 'x-dev-user-id: u-42' \\
        -H 'content-type: application/json' -d '{"phoneNumber":"+14155550123"}'
 Event functions (in another terminal, while this one runs):
-  .venv/bin/cargo-lambda lambda invoke sender          --data-file events/sqs-battle-invitation.json
-  .venv/bin/cargo-lambda lambda invoke delivery-status --data-file events/sns-delivery-delivered.json
-  .venv/bin/cargo-lambda lambda invoke inbound-sms     --data-file events/sns-inbound-stop.json
+  export PATH="\$PWD/.venv/bin:\$PATH"
+  cargo lambda invoke -A 127.0.0.1 sender          --data-file events/sqs-battle-invitation.json
+  cargo lambda invoke -A 127.0.0.1 delivery-status --data-file events/sns-delivery-delivered.json
+  cargo lambda invoke -A 127.0.0.1 inbound-sms     --data-file events/sns-inbound-stop.json
 SMS messages print here as [CONSOLE SMS]. Stop with Ctrl-C, then \`make stop\` to stop moto.
 
 MSG
