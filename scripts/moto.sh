@@ -31,7 +31,7 @@ case "${1:-}" in
     if [ "$port" = 0 ]; then
       port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     fi
-    nohup .venv/bin/moto_server -H 127.0.0.1 -p "$port" > .local/moto.log 2>&1 &
+    nohup .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$port" > .local/moto.log 2>&1 &
     echo $! > "$PID_FILE"
     echo "$port" > "$PORT_FILE"
     wait_ready "http://127.0.0.1:$port" >&2

@@ -16,7 +16,7 @@ cfn-lint template.yaml
 # A moto of our own, never the one `make dev` may be running.
 MOTO_DIR=$(mktemp -d)
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-.venv/bin/moto_server -H 127.0.0.1 -p "$port" > "$MOTO_DIR/moto.log" 2>&1 &
+.venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$port" > "$MOTO_DIR/moto.log" 2>&1 &
 moto_pid=$!
 trap 'kill $moto_pid 2>/dev/null || true; rm -rf "$MOTO_DIR"' EXIT
 .venv/bin/python scripts/wait_http.py "http://127.0.0.1:$port/moto-api/" 20 || { cat "$MOTO_DIR/moto.log"; exit 1; }

@@ -2,7 +2,7 @@
 //!
 //! `make test` starts one server and exports `SMS_TEST_MOTO_URL`; every test binary then
 //! shares it. Without that variable the first test that asks starts
-//! `<repo>/.venv/bin/moto_server` on a free port; it dies with the test process.
+//! `<repo>/scripts/moto_server.py` (moto, one request at a time) on a free port; it dies with the test process.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -77,7 +77,9 @@ fn free_port() -> std::io::Result<u16> {
 
 /// Starts the server and waits until it answers; blocking, run on its own thread.
 fn start_server() -> Result<(String, Child), String> {
-    let binary = repo_root().join(".venv/bin/moto_server");
+    // moto, with requests applied one at a time (see scripts/moto_server.py).
+    let binary = repo_root().join(".venv/bin/python");
+    let script = repo_root().join("scripts/moto_server.py");
     if !binary.exists() {
         return Err(format!(
             "{} is missing: run `scripts/venv.sh` once to create the virtualenv with moto \
@@ -96,6 +98,7 @@ fn start_server() -> Result<(String, Child), String> {
             .map_err(|e| format!("cannot reuse {}: {e}", log_path.display()))?;
         let mut command = Command::new(&binary);
         command
+            .arg(&script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log)

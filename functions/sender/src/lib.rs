@@ -30,6 +30,7 @@ use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Prefer
 use sms_shared::quiet_hours;
 use sms_shared::request::{RequestError, SendRequest};
 use sms_shared::sms::{OutboundSms, SmsError, SmsSender};
+use sms_shared::store::batch::read_preferences_and_counters;
 use sms_shared::store::log::counter_ids;
 use sms_shared::store::{
     Bounded, Claim, Counters, DynamoClient, Finish, LogStatus, LogStore, NewLogRecord, PreferencesStore,
@@ -44,8 +45,6 @@ use tracing::{error, info, warn};
 /// How long a claim keeps other invocations off a request: longer than the function's
 /// timeout, so a live invocation never loses its claim.
 pub const CLAIM_LEASE: SignedDuration = SignedDuration::from_secs(120);
-/// How long the monthly spend read once is trusted (prices arrive with receipts anyway).
-pub const SPEND_CACHE_FOR: SignedDuration = SignedDuration::from_secs(60);
 
 /// Name used in metrics and logs.
 const FUNCTION: &str = "sender";
@@ -64,18 +63,10 @@ pub struct Sender<S> {
     allowed_countries: Vec<String>,
     max_segments: u32,
     concurrency: usize,
-    spend: Mutex<Option<SpendReading>>,
     /// Sends whose outcome could not be written (DynamoDB unreachable right after the send).
     /// When SQS delivers the record again to this instance, the record is completed from
     /// here instead of sending a second SMS.
     unrecorded: Mutex<HashMap<String, UnrecordedSend>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct SpendReading {
-    read_at: Timestamp,
-    month: i16,
-    micros: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -123,7 +114,6 @@ impl<S: SmsSender> Sender<S> {
             allowed_countries: config.allowed_countries.clone(),
             max_segments: config.sms.max_segments,
             concurrency: config.sender_concurrency,
-            spend: Mutex::new(None),
             unrecorded: Mutex::new(HashMap::new()),
         }
     }
@@ -166,11 +156,23 @@ impl<S: SmsSender> Sender<S> {
         let context = if users.is_empty() {
             None
         } else {
-            let (prefs, spend) = tokio::join!(self.prefs.batch_get(&users), self.month_spend(now));
-            match (prefs, spend) {
-                (Ok(prefs), Ok(spend_micros)) => Some(BatchContext { prefs, spend_micros }),
-                (Err(e), _) | (_, Err(e)) => {
-                    error!(error = %e, "could not read preferences or spend; the batch will be retried");
+            // One BatchGetItem: every user's preferences and the month's spend.
+            let spend_id = counter_ids::month_spend(now);
+            let read = read_preferences_and_counters(
+                &self.prefs,
+                &users,
+                &self.counters,
+                std::slice::from_ref(&spend_id),
+                now,
+            )
+            .await;
+            match read {
+                Ok(read) => Some(BatchContext {
+                    spend_micros: read.counters.get(&spend_id).copied().unwrap_or(0),
+                    prefs: read.preferences,
+                }),
+                Err(e) => {
+                    error!(error = %e, "could not read preferences and spend; the batch will be retried");
                     None
                 }
             }
@@ -592,31 +594,6 @@ impl<S: SmsSender> Sender<S> {
             warn!(error = %e, "could not extend the visibility of a deferred request");
         }
         Outcome::Deferred { until }
-    }
-
-    /// The account's spend this month, read at most once a minute per instance.
-    async fn month_spend(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let month = now.to_zoned_datetime(jiff::tz::TimeZone::UTC).month();
-        if let Some(reading) = *self.spend.lock().unwrap_or_else(|p| p.into_inner())
-            && reading.month == i16::from(month)
-            && now.duration_since(reading.read_at) < SPEND_CACHE_FOR
-        {
-            return Ok(reading.micros);
-        }
-        let id = counter_ids::month_spend(now);
-        let micros = self
-            .counters
-            .get_many(std::slice::from_ref(&id), now)
-            .await?
-            .get(&id)
-            .copied()
-            .unwrap_or(0);
-        *self.spend.lock().unwrap_or_else(|p| p.into_inner()) = Some(SpendReading {
-            read_at: now,
-            month: i16::from(month),
-            micros,
-        });
-        Ok(micros)
     }
 }
 

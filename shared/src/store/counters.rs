@@ -22,9 +22,9 @@ pub enum Bounded {
 /// A counter in a table whose partition key is `key_attribute`.
 #[derive(Debug, Clone)]
 pub struct Counters {
-    client: Client,
-    table: String,
-    key_attribute: &'static str,
+    pub(crate) client: Client,
+    pub(crate) table: String,
+    pub(crate) key_attribute: &'static str,
 }
 
 impl Counters {
@@ -108,28 +108,45 @@ impl Counters {
     ) -> Result<HashMap<String, u64>, StoreError> {
         let mut values = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(100) {
-            let keys = chunk
-                .iter()
-                .map(|id| HashMap::from([(self.key_attribute.to_owned(), AttributeValue::S(id.clone()))]))
-                .collect();
+            let keys = self.keys(chunk);
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
                 .build()
                 .map_err(|_| StoreError::Malformed("batch get without keys"))?;
             let items = batch_get_all(&self.client, &self.table, request).await?;
-            for item in items {
-                let expired = item
-                    .get(TTL_ATTRIBUTE)
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse::<i64>().ok())
-                    .is_some_and(|ttl| ttl <= now.as_second());
-                let id = item.get(self.key_attribute).and_then(|v| v.as_s().ok());
-                if let (Some(id), false) = (id, expired) {
-                    values.insert(id.clone(), read_count(Some(&item))?);
-                }
-            }
+            self.collect_values(items, now, &mut values)?;
         }
         Ok(values)
+    }
+}
+
+impl Counters {
+    /// Keys of counter items, for a batch read.
+    pub(crate) fn keys(&self, ids: &[String]) -> Vec<HashMap<String, AttributeValue>> {
+        ids.iter()
+            .map(|id| HashMap::from([(self.key_attribute.to_owned(), AttributeValue::S(id.clone()))]))
+            .collect()
+    }
+
+    /// Counter values of read items; expired counters (TTL deletion is late) are skipped.
+    pub(crate) fn collect_values(
+        &self,
+        items: Vec<HashMap<String, AttributeValue>>,
+        now: Timestamp,
+        values: &mut HashMap<String, u64>,
+    ) -> Result<(), StoreError> {
+        for item in items {
+            let expired = item
+                .get(TTL_ATTRIBUTE)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok())
+                .is_some_and(|ttl| ttl <= now.as_second());
+            let id = item.get(self.key_attribute).and_then(|v| v.as_s().ok());
+            if let (Some(id), false) = (id, expired) {
+                values.insert(id.clone(), read_count(Some(&item))?);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -244,21 +261,31 @@ impl Counters {
 pub(crate) async fn batch_get_all(
     client: &Client,
     table: &str,
-    mut request: KeysAndAttributes,
+    request: KeysAndAttributes,
 ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
-    let mut items = Vec::new();
+    let mut items = batch_get_tables(client, HashMap::from([(table.to_owned(), request)])).await?;
+    Ok(items.remove(table).unwrap_or_default())
+}
+
+/// Runs one `BatchGetItem` over several tables (at most 100 keys in all), following
+/// `UnprocessedKeys` until done. Items come back grouped by table.
+pub(crate) async fn batch_get_tables(
+    client: &Client,
+    mut request: HashMap<String, KeysAndAttributes>,
+) -> Result<HashMap<String, Vec<HashMap<String, AttributeValue>>>, StoreError> {
+    let mut items: HashMap<String, Vec<_>> = HashMap::with_capacity(request.len());
     // DynamoDB may return part of a batch under load; the remainder is asked for again.
     for _ in 0..8 {
         let out = client
             .batch_get_item()
-            .request_items(table, request)
+            .set_request_items(Some(request))
             .send()
             .await?;
-        if let Some(mut responses) = out.responses {
-            items.extend(responses.remove(table).unwrap_or_default());
+        for (table, found) in out.responses.unwrap_or_default() {
+            items.entry(table).or_default().extend(found);
         }
-        match out.unprocessed_keys.and_then(|mut u| u.remove(table)) {
-            Some(rest) if !rest.keys.is_empty() => request = rest,
+        match out.unprocessed_keys {
+            Some(rest) if rest.values().any(|k| !k.keys.is_empty()) => request = rest,
             _ => return Ok(items),
         }
     }

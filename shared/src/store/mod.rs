@@ -3,6 +3,7 @@
 //! Items are mapped with `serde_dynamo`; every write that must not race is a single
 //! conditional request (no read-modify-write).
 
+pub mod batch;
 pub mod counters;
 pub mod log;
 pub mod preferences;

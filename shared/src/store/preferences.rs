@@ -35,8 +35,8 @@ pub enum SaveOutcome {
 /// Access to the preferences table.
 #[derive(Debug, Clone)]
 pub struct PreferencesStore {
-    client: Client,
-    table: String,
+    pub(crate) client: Client,
+    pub(crate) table: String,
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -51,7 +51,7 @@ impl PreferencesStore {
         }
     }
 
-    fn current_key(user_id: &str) -> HashMap<String, AttributeValue> {
+    pub(crate) fn current_key(user_id: &str) -> HashMap<String, AttributeValue> {
         HashMap::from([
             (PREFS_PK.to_owned(), s(user_id)),
             (PREFS_SK.to_owned(), s(CURRENT_SK)),

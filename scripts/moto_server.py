@@ -1,0 +1,48 @@
+"""moto's server with one change: requests are applied one at a time.
+
+moto answers on many threads, and its DynamoDB backend checks a condition and writes the
+item in separate steps, so two concurrent conditional writes can both succeed. DynamoDB
+never lets that happen, and our idempotency and counters rely on it. A global lock around
+each request restores DynamoDB's per-request atomicity; connections are still accepted on
+many threads. Usage: moto_server.py [-H HOST] [-p PORT]
+"""
+
+import argparse
+import signal
+import sys
+import threading
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import run_simple
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args = parser.parse_args()
+
+    app = DomainDispatcherApplication(create_backend_app)
+    lock = threading.Lock()
+
+    def serialized(environ, start_response):
+        with lock:
+            # Read the whole response inside the lock: the request's effects are complete.
+            return [b"".join(app(environ, start_response))]
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    run_simple(
+        args.host,
+        args.port,
+        serialized,
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+
+
+if __name__ == "__main__":
+    main()
