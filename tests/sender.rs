@@ -2,172 +2,18 @@
 //! SendTextMessage stub: every outcome of DESIGN §6, every consent rule of §4, the limits
 //! of §7, idempotency, throttling and quiet hours.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::SqsEvent;
 use futures_util::future::join_all;
-use integration_tests::counting::{RequestCounter, counting_dynamodb};
+use integration_tests::Behavior;
+use integration_tests::sender_fixture::{Fixture, PHONE, invitation, request, with_id};
 use integration_tests::sqs::{deliver, drain, event_body};
-use integration_tests::{Behavior, SmsStub, TestEnv};
 use jiff::{SignedDuration, Timestamp};
-use sender::{Outcome, Sender};
-use sms_shared::clock::ManualClock;
+use sender::Outcome;
 use sms_shared::consent::SuppressReason;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::request::SendRequest;
-use sms_shared::sms::EumSender;
-use sms_shared::store::{LogRecord, LogStatus, LogStore, PreferencesStore, SaveOutcome};
+use sms_shared::store::LogStatus;
 use sms_shared::{Category, MessageKind};
-use std::sync::Arc;
-
-/// Wednesday 2026-11-25 18:00 UTC: 10:00 in Los Angeles, 13:00 in New York: open everywhere.
-const NOON: &str = "2026-11-25T18:00:00Z";
-const PHONE: &str = "+14155550123";
-
-struct Fixture {
-    env: TestEnv,
-    stub: SmsStub,
-    clock: Arc<ManualClock>,
-    sender: Sender<EumSender>,
-    prefs: PreferencesStore,
-    log: LogStore,
-    dynamodb_requests: RequestCounter,
-}
-
-impl Fixture {
-    async fn new(extra: &[(&str, &str)]) -> Fixture {
-        let env = TestEnv::new().await;
-        let stub = SmsStub::start().await;
-        let mut vars = vec![
-            ("SMS_SENDER", "eum"),
-            ("ORIGINATION_IDENTITY", "+18005550100"),
-            ("SMS_PARTS_PER_SECOND", "1000"),
-        ];
-        vars.extend_from_slice(extra);
-        let config = env.config_with(&vars);
-        let clock = Arc::new(ManualClock::new(NOON.parse().unwrap()));
-        let (dynamodb, dynamodb_requests) = counting_dynamodb(&env.sdk);
-        let sender = Sender::new(
-            &config,
-            dynamodb,
-            env.sqs.clone(),
-            EumSender::new(stub.client(), &config.sms),
-            clock.clone(),
-        );
-        Fixture {
-            prefs: PreferencesStore::new(env.dynamodb.clone(), &env.tables.preferences),
-            log: LogStore::new(env.dynamodb.clone(), &env.tables.log),
-            env,
-            stub,
-            clock,
-            sender,
-            dynamodb_requests,
-        }
-    }
-
-    /// A user who opted in, verified `phone` and left every toggle on.
-    async fn opted_in_user(&self, user: &str, phone: &str, zone: Option<&str>) -> Preferences {
-        self.save_user(user, |p| {
-            p.phone_number = Some(phone.into());
-            p.time_zone = zone.map(Into::into);
-        })
-        .await
-    }
-
-    /// Saves an opted-in user after `change`.
-    async fn save_user(&self, user: &str, change: impl FnOnce(&mut Preferences)) -> Preferences {
-        let now = self.clock.now_ts();
-        let mut prefs = Preferences::new(user);
-        prefs.phone_number = Some(PHONE.into());
-        prefs.phone_verified = true;
-        prefs.allow_sms_invitations = true;
-        let grant = ConsentEvent::new(user, now, ConsentAction::Grant, ConsentMethod::OptInModal);
-        grant.apply_to(&mut prefs.consent);
-        change(&mut prefs);
-        assert_eq!(
-            self.prefs.save(&mut prefs, &[grant], now).await.unwrap(),
-            SaveOutcome::Saved
-        );
-        prefs
-    }
-
-    async fn run(&self, queue: &str, bodies: &[String]) -> Vec<(SqsEvent, SqsBatchResponse)> {
-        let mut results = Vec::new();
-        for event in deliver(&self.env, queue, bodies).await {
-            let response = self.sender.handle(event.clone()).await.unwrap();
-            results.push((event, response));
-        }
-        results
-    }
-
-    /// Delivers `bodies` and returns each body's outcome, in order.
-    async fn outcomes(&self, queue: &str, bodies: &[String]) -> Vec<Outcome> {
-        let mut out = Vec::new();
-        for event in deliver(&self.env, queue, bodies).await {
-            out.extend(self.sender.process(&event).await);
-        }
-        out
-    }
-
-    async fn record(&self, id: &str) -> LogRecord {
-        self.log
-            .get(id)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("no log record {id}"))
-    }
-
-    fn notifications(&self) -> String {
-        self.env.queues.notifications.clone()
-    }
-
-    fn transactional(&self) -> String {
-        self.env.queues.transactional.clone()
-    }
-}
-
-trait NowTs {
-    fn now_ts(&self) -> Timestamp;
-}
-
-impl NowTs for ManualClock {
-    fn now_ts(&self) -> Timestamp {
-        sms_shared::Clock::now(self)
-    }
-}
-
-/// A valid request body of `kind` for `user`.
-fn request(id: &str, kind: MessageKind, user: &str) -> String {
-    let params: &[(&str, serde_json::Value)] = match kind {
-        MessageKind::BattleInvitation => &[
-            ("inviter_name", "Ada".into()),
-            ("battle_topic", "Haiku".into()),
-            ("invitation_link", "https://example.com/b/1".into()),
-        ],
-        MessageKind::StreakAlert => &[
-            ("streak_count", 7.into()),
-            ("action_link", "https://example.com/play".into()),
-        ],
-        MessageKind::SecurityAlert => &[
-            ("summary", "New sign-in".into()),
-            ("link", "https://example.com/security".into()),
-        ],
-        other => panic!("no sample params for {other}"),
-    };
-    let mut builder = SendRequest::builder(id, kind, user);
-    for (name, value) in params {
-        builder = builder.param(name, value.clone());
-    }
-    serde_json::to_string(&builder.build().unwrap()).unwrap()
-}
-
-fn invitation(id: &str, user: &str) -> String {
-    request(id, MessageKind::BattleInvitation, user)
-}
-
-fn with_id(body: &str, id: &str) -> String {
-    let mut value: serde_json::Value = serde_json::from_str(body).unwrap();
-    value["id"] = id.into();
-    value.to_string()
-}
 
 #[tokio::test]
 async fn every_kind_from_its_sample_event_is_sent_once_with_the_right_body() {
@@ -684,7 +530,7 @@ async fn monthly_spend_over_the_cap_suppresses_promotional_only() {
     f.opted_in_user("u", PHONE, None).await;
     let counters =
         sms_shared::store::Counters::new(f.env.dynamodb.clone(), &f.env.tables.log, "id");
-    let now = f.clock.now_ts();
+    let now = sms_shared::Clock::now(&*f.clock);
     counters
         .add(
             &sms_shared::store::log::counter_ids::month_spend(now),

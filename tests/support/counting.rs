@@ -41,7 +41,9 @@ impl Intercept for CountRequests {
 }
 
 /// A DynamoDB client for `sdk` whose requests are counted.
-pub fn counting_dynamodb(sdk: &aws_config::SdkConfig) -> (aws_sdk_dynamodb::Client, RequestCounter) {
+pub fn counting_dynamodb(
+    sdk: &aws_config::SdkConfig,
+) -> (aws_sdk_dynamodb::Client, RequestCounter) {
     let counter = RequestCounter::default();
     let config = aws_sdk_dynamodb::config::Builder::from(sdk)
         .interceptor(CountRequests(counter.clone()))

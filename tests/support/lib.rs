@@ -20,12 +20,14 @@
 pub mod aws;
 pub mod counting;
 pub mod env;
+pub mod fault_proxy;
 pub mod local_stack;
 pub mod moto;
+pub mod sender_fixture;
 pub mod sms_stub;
 pub mod sqs;
 
 pub use aws::{TEST_REGION, sdk_config};
 pub use env::TestEnv;
 pub use moto::moto_endpoint;
-pub use sms_stub::{Behavior, SentSms, SmsStub};
+pub use sms_stub::{Behavior, FaultMix, SentSms, SmsStub};

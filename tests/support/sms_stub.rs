@@ -178,6 +178,39 @@ struct State {
     default: Behavior,
     per_destination: HashMap<String, Behavior>,
     bucket: Option<TokenBucket>,
+    mix: Option<FaultMix>,
+}
+
+/// Random faults for calls that get the default behaviour: each call independently is
+/// throttled, fails with a 500, or hangs (times out) with the given probabilities.
+/// Deterministic for a seed, so a failing run can be replayed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultMix {
+    pub seed: u64,
+    pub throttle: f64,
+    pub internal_error: f64,
+    pub hang: f64,
+}
+
+impl FaultMix {
+    /// The next behaviour; advances the generator (xorshift64*).
+    fn draw(&mut self) -> Option<Behavior> {
+        let mut x = self.seed.max(1);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.seed = x;
+        let r = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
+        if r < self.throttle {
+            Some(Behavior::Throttle)
+        } else if r < self.throttle + self.internal_error {
+            Some(Behavior::InternalError)
+        } else if r < self.throttle + self.internal_error + self.hang {
+            Some(Behavior::Hang)
+        } else {
+            None
+        }
+    }
 }
 
 /// Aborts the server (and with it every open connection) when the last handle goes.
@@ -214,6 +247,7 @@ impl SmsStub {
             queue: VecDeque::new(),
             default: Behavior::Ok,
             per_destination: HashMap::new(),
+            mix: None,
             bucket: None,
         }));
         let server_state = state.clone();
@@ -312,6 +346,11 @@ impl SmsStub {
     }
 
     /// Behaviour of calls when no other applies (initially `Ok`).
+    /// Random faults for calls that would get the default behaviour; `None` turns them off.
+    pub fn set_fault_mix(&self, mix: Option<FaultMix>) {
+        self.state().mix = mix;
+    }
+
     pub fn set_default(&self, behavior: Behavior) {
         self.state().default = behavior;
     }
@@ -482,7 +521,10 @@ async fn send_text_message(state: &Mutex<State>, input: Map<String, Value>) -> S
             Some(b) => b.clone(),
             None => match state.queue.pop_front() {
                 Some(b) => b,
-                None => state.default.clone(),
+                None => match state.mix.as_mut().and_then(FaultMix::draw) {
+                    Some(fault) => fault,
+                    None => state.default.clone(),
+                },
             },
         };
         if let Behavior::Ok | Behavior::Delay(_) = behavior {

@@ -72,7 +72,10 @@ pub async fn deliver(env: &TestEnv, queue_url: &str, bodies: &[String]) -> Vec<S
     let mut received = 0;
     while received < bodies.len() {
         let event = receive_event(env, queue_url, 10).await;
-        assert!(!event.records.is_empty(), "sent messages must be receivable");
+        assert!(
+            !event.records.is_empty(),
+            "sent messages must be receivable"
+        );
         received += event.records.len();
         events.push(event);
     }
@@ -133,5 +136,8 @@ pub fn event_body(file: &str) -> String {
         .join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let event: SqsEvent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
-    event.records[0].body.clone().expect("event record has a body")
+    event.records[0]
+        .body
+        .clone()
+        .expect("event record has a body")
 }

@@ -107,7 +107,11 @@ impl Counters {
         now: Timestamp,
     ) -> Result<HashMap<String, u64>, StoreError> {
         let mut values = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(100) {
+        // DynamoDB refuses a batch with the same key twice.
+        let mut unique: Vec<String> = ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        for chunk in unique.chunks(100) {
             let keys = self.keys(chunk);
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
@@ -151,7 +155,7 @@ impl Counters {
 }
 
 /// How often an optimistic window update is retried when another writer got in between.
-const WINDOW_RETRIES: usize = 6;
+const WINDOW_RETRIES: usize = 20;
 
 impl Counters {
     /// Reserves one slot in a rolling window: at most `max` reservations in any `window`

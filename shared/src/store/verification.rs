@@ -143,7 +143,10 @@ impl VerificationStore {
             .table_name(&self.table)
             .key(VERIFICATION_KEY, s(code_key(user_id)))
             .update_expression("ADD attempts :one")
-            .condition_expression("codeId = :id AND attempts < :max AND consumed = :false")
+            // `consumed` is a DynamoDB reserved word: it must go through a name placeholder,
+            // or DynamoDB refuses the request (ValidationException) instead of evaluating it.
+            .condition_expression("codeId = :id AND attempts < :max AND #consumed = :false")
+            .expression_attribute_names("#consumed", "consumed")
             .expression_attribute_values(":one", number(1))
             .expression_attribute_values(":id", s(code_id))
             .expression_attribute_values(":max", number(u64::from(max_attempts)))
@@ -184,10 +187,12 @@ impl VerificationStore {
             .update_item()
             .table_name(&self.table)
             .key(VERIFICATION_KEY, s(code_key(user_id)))
-            .update_expression("SET consumed = :true, consumedAtMs = :now")
+            // `#consumed`: `consumed` is a reserved word (see `record_wrong_attempt`).
+            .update_expression("SET #consumed = :true, consumedAtMs = :now")
             .condition_expression(
-                "codeId = :id AND consumed = :false AND attempts < :max AND expiresAtMs > :now",
+                "codeId = :id AND #consumed = :false AND attempts < :max AND expiresAtMs > :now",
             )
+            .expression_attribute_names("#consumed", "consumed")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":id", s(code_id))
