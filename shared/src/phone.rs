@@ -214,6 +214,28 @@ mod tests {
         assert_eq!(E164::parse("+14155551234").unwrap().prefix(), "+1415555");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(input in "\\PC{0,60}") {
+            let _ = E164::parse(&input);
+            let _ = mask(&input);
+        }
+
+        #[test]
+        fn valid_numbers_round_trip_through_their_e164_form(
+            area in 201u32..989, exchange in 200u32..999, line in 0u32..9999,
+        ) {
+            let input = format!("({area}) {exchange}-{line:04}");
+            if let Ok(n) = E164::parse(&input) {
+                let again = E164::parse(n.as_str()).unwrap();
+                proptest::prop_assert_eq!(&again, &n);
+                proptest::prop_assert!(n.masked().len() < n.as_str().len() + 3);
+                let middle = format!("{exchange}{line:04}");
+                proptest::prop_assert!(!n.masked().contains(&middle));
+            }
+        }
+    }
+
     #[test]
     fn serde_round_trips_as_a_plain_string() {
         let n = E164::parse("+14155551234").unwrap();
