@@ -1,6 +1,6 @@
 # The two commands of the README, and a few helpers. Everything installs itself
 # (a project-local .venv for moto, cargo-lambda and cfn-lint).
-.PHONY: dev test stop stack lint fmt
+.PHONY: dev test stop stack lint fmt demo build
 
 ## make dev: local stack (moto + tables + queues), `cargo lambda watch`, console SMS sender.
 dev:
@@ -24,3 +24,25 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+## make build: release zips (arm64) of the five functions in target/lambda/*/bootstrap.zip, with sizes.
+build:
+	@scripts/build.sh
+
+## make demo: the whole story (opt in, verify, send, receipt, STOP, suppressed) on the local stack.
+demo:
+	@scripts/dev.sh --stack-only > /dev/null
+	@PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/python scripts/demo.py
+
+.PHONY: bench bench-quick
+
+## make bench: cold start, memory, sender throughput and pacing, API latency, sizes; one table
+## in bench/RESULTS.md (docs/bench.md). Takes about 10 minutes: the pacing run alone sends
+## 1,000 messages at 3 per second (5.5 min). Not part of `make test`.
+bench:
+	@bench/run.sh
+
+## make bench-quick: the same, shorter (60 messages at 3/s, 5 starts per binary); writes
+## target/bench/RESULTS.quick.md and leaves bench/RESULTS.md alone.
+bench-quick:
+	@bench/run.sh --quick

@@ -36,7 +36,7 @@ async fn every_kind_from_its_sample_event_is_sent_once_with_the_right_body() {
         } else {
             f.transactional()
         };
-        let outcomes = f.outcomes(&queue, &[body.clone()]).await;
+        let outcomes = f.outcomes(&queue, std::slice::from_ref(&body)).await;
         assert_eq!(outcomes, [Outcome::Sent], "{file}");
         let id = SendRequest::parse(&body).unwrap().id;
         let sent = f
@@ -78,7 +78,9 @@ async fn a_request_delivered_twice_sends_one_sms() {
     let f = Fixture::new(&[]).await;
     f.opted_in_user("u-1", PHONE, None).await;
     let body = invitation("twice-1", "u-1");
-    let first = f.outcomes(&f.notifications(), &[body.clone()]).await;
+    let first = f
+        .outcomes(&f.notifications(), std::slice::from_ref(&body))
+        .await;
     let second = f.outcomes(&f.notifications(), &[body]).await;
     assert_eq!(first, [Outcome::Sent]);
     assert_eq!(second, [Outcome::Duplicate]);
@@ -180,7 +182,8 @@ async fn invalid_bodies_go_to_the_dead_letter_queue_with_their_reason() {
 #[tokio::test]
 async fn each_consent_rule_suppresses_with_its_reason() {
     let f = Fixture::new(&[]).await;
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Preferences)>, SuppressReason)> = vec![
+    type Change = Box<dyn FnOnce(&mut Preferences)>;
+    let cases: Vec<(&str, Change, SuppressReason)> = vec![
         (
             "no-phone",
             Box::new(|p| p.phone_number = None),

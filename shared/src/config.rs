@@ -306,3 +306,95 @@ mod tests {
         assert_eq!(parse_usd_micros(""), None);
     }
 }
+
+/// Every environment variable [`Config::from_env`] reads. `template.yaml` sets all of them
+/// except `DEV_AUTH_HEADER` (development only); `tests/template_drift.rs` checks that, and the
+/// test below keeps this list equal to what the configuration really reads.
+pub const ENV_VARS: &[&str] = &[
+    "LOG_TABLE",
+    "PREFERENCES_TABLE",
+    "VERIFICATION_TABLE",
+    "TRANSACTIONAL_QUEUE_URL",
+    "NOTIFICATIONS_QUEUE_URL",
+    "TRANSACTIONAL_DLQ_URL",
+    "NOTIFICATIONS_DLQ_URL",
+    "SMS_SENDER",
+    "ORIGINATION_IDENTITY",
+    "CONFIGURATION_SET",
+    "SMS_MAX_PRICE",
+    "SMS_TTL_SECONDS",
+    "SMS_PARTS_PER_SECOND",
+    "SMS_MAX_SEGMENTS",
+    "PROVIDER_HANDLES_OPT_OUT_REPLY",
+    "BRAND_NAME",
+    "SUPPORT_URL",
+    "STOP_FOOTER",
+    "MESSAGE_FREQUENCY",
+    "DAILY_PROMOTIONAL_CAP",
+    "MONTHLY_SPEND_CAP_USD",
+    "TRANSACTIONAL_HARD_CAP_USD",
+    "ALLOWED_COUNTRIES",
+    "CONSENT_TEXT_VERSION",
+    "CONSENT_TEXT",
+    "VERIFICATION_HMAC_KEY",
+    "SENDER_CONCURRENCY",
+    "SENDER_MAX_CONCURRENCY",
+    "DEV_AUTH_HEADER",
+];
+
+#[cfg(test)]
+mod env_vars_tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn env_vars_lists_exactly_the_variables_the_config_reads() {
+        let asked = RefCell::new(BTreeSet::new());
+        Config::from_lookup(|name| {
+            asked.borrow_mut().insert(name.to_owned());
+            None
+        })
+        .expect("defaults are valid");
+        let listed: BTreeSet<String> = ENV_VARS.iter().map(|n| n.to_string()).collect();
+        assert_eq!(listed.len(), ENV_VARS.len(), "ENV_VARS has a duplicate");
+        assert_eq!(
+            asked.into_inner(),
+            listed,
+            "ENV_VARS and Config::from_lookup disagree"
+        );
+    }
+
+    #[test]
+    fn every_listed_variable_is_used_when_set() {
+        // Production-like values for every name: each one must be accepted.
+        let vars: HashMap<String, String> = ENV_VARS
+            .iter()
+            .map(|name| {
+                let value = match *name {
+                    "SMS_SENDER" => "eum",
+                    "ORIGINATION_IDENTITY" => {
+                        "arn:aws:sms-voice:us-east-1:123456789012:phone-number/phone-1"
+                    }
+                    "SMS_TTL_SECONDS" | "SMS_MAX_SEGMENTS" | "DAILY_PROMOTIONAL_CAP" => "7",
+                    "SENDER_CONCURRENCY" | "SENDER_MAX_CONCURRENCY" => "7",
+                    "SMS_PARTS_PER_SECOND" | "MONTHLY_SPEND_CAP_USD" => "7",
+                    "TRANSACTIONAL_HARD_CAP_USD" | "SMS_MAX_PRICE" => "7",
+                    "PROVIDER_HANDLES_OPT_OUT_REPLY" | "DEV_AUTH_HEADER" => "true",
+                    "ALLOWED_COUNTRIES" => "GB",
+                    _ => "set",
+                };
+                (name.to_string(), value.to_string())
+            })
+            .collect();
+        let c = Config::from_map(&vars).expect("every variable accepted");
+        assert_eq!(c.tables.log, "set");
+        assert_eq!(c.sms.sender, SenderKind::EndUserMessaging);
+        assert_eq!(c.sms.max_segments, 7);
+        assert_eq!(c.sender_max_concurrency, 7);
+        assert_eq!(c.allowed_countries, ["GB"]);
+        assert_eq!(c.verification_hmac_key, b"set");
+        assert!(c.sms.provider_handles_opt_out_reply);
+        assert!(c.dev_auth_header);
+    }
+}

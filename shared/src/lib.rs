@@ -11,6 +11,8 @@
 pub mod clock;
 pub mod config;
 pub mod consent;
+pub mod http;
+pub mod keywords;
 pub mod kinds;
 pub mod metrics;
 pub mod pacing;
@@ -22,6 +24,7 @@ pub mod segments;
 pub mod sms;
 pub mod store;
 pub mod template;
+pub mod verification;
 
 pub use clock::{Clock, SystemClock};
 pub use config::Config;

@@ -100,10 +100,19 @@ mod tests {
         let docs = m.to_documents("sender", 1_700_000_000_000);
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0]["Sent"], 2.0);
-        assert_eq!(docs[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
-        assert_eq!(docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "Sent");
+        assert_eq!(
+            docs[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            NAMESPACE
+        );
+        assert_eq!(
+            docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            "Sent"
+        );
         assert_eq!(docs[1]["Reason"], "daily_cap");
         assert_eq!(docs[1]["Suppressed"], 1.0);
-        assert_eq!(docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][1], "Reason");
+        assert_eq!(
+            docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][1],
+            "Reason"
+        );
     }
 }

@@ -15,6 +15,9 @@ pub struct Preferences {
     pub phone_number: Option<String>,
     pub phone_verified: bool,
     pub phone_verified_at: Option<Timestamp>,
+    /// Set when delivery receipts reported repeated hard failures to the number (§8); the phone
+    /// is then unverified and must be verified again, which clears this.
+    pub phone_undeliverable_at: Option<Timestamp>,
     /// The master switch for promotional messages (`allowSmsInvitations`).
     pub allow_sms_invitations: bool,
     pub toggles: CategoryToggles,
@@ -35,6 +38,7 @@ impl Preferences {
             phone_number: None,
             phone_verified: false,
             phone_verified_at: None,
+            phone_undeliverable_at: None,
             allow_sms_invitations: false,
             toggles: CategoryToggles::default(),
             time_zone: None,

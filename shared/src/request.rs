@@ -121,7 +121,11 @@ impl SendRequest {
         }
         let user_id = match envelope.user_id {
             Some(Value::String(user)) if !user.trim().is_empty() && user.len() <= 128 => user,
-            Some(_) => return Err(invalid("`userId` must be a non-empty string of at most 128 characters".into())),
+            Some(_) => {
+                return Err(invalid(
+                    "`userId` must be a non-empty string of at most 128 characters".into(),
+                ));
+            }
             None => return Err(invalid("`userId` is missing".into())),
         };
         let params = match envelope.params {
@@ -131,15 +135,16 @@ impl SendRequest {
         };
         let related = match envelope.related {
             None | Some(Value::Null) => None,
-            Some(value) => Some(
-                serde_json::from_value::<Related>(value)
-                    .map_err(|_| invalid("`related` must be {\"type\": string, \"id\": string}".into()))?,
-            ),
+            Some(value) => Some(serde_json::from_value::<Related>(value).map_err(|_| {
+                invalid("`related` must be {\"type\": string, \"id\": string}".into())
+            })?),
         };
         let not_after = match envelope.not_after {
             None | Some(Value::Null) => None,
             Some(Value::String(t)) => Some(t.parse::<Timestamp>().map_err(|_| {
-                invalid("`notAfter` must be an RFC 3339 timestamp such as 2026-11-24T21:00:00Z".into())
+                invalid(
+                    "`notAfter` must be an RFC 3339 timestamp such as 2026-11-24T21:00:00Z".into(),
+                )
             })?),
             Some(_) => return Err(invalid("`notAfter` must be a string".into())),
         };
@@ -155,7 +160,11 @@ impl SendRequest {
     }
 
     /// Starts a request for upstream code.
-    pub fn builder(id: impl Into<String>, kind: MessageKind, user_id: impl Into<String>) -> SendRequestBuilder {
+    pub fn builder(
+        id: impl Into<String>,
+        kind: MessageKind,
+        user_id: impl Into<String>,
+    ) -> SendRequestBuilder {
         SendRequestBuilder {
             request: SendRequest {
                 v: VERSION,
@@ -262,7 +271,10 @@ mod tests {
         assert_eq!(r.user_id, "u-42");
         assert_eq!(r.params["inviter_name"], "Ada");
         assert_eq!(r.related.unwrap().id, "81723");
-        assert_eq!(r.not_after.unwrap(), "2026-11-24T21:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            r.not_after.unwrap(),
+            "2026-11-24T21:00:00Z".parse::<Timestamp>().unwrap()
+        );
     }
 
     #[test]
@@ -274,20 +286,44 @@ mod tests {
             );
         }
         let long = format!(r#"{{"id": "{}"}}"#, "x".repeat(129));
-        assert!(matches!(SendRequest::parse(&long), Err(RequestError::Malformed(_))));
+        assert!(matches!(
+            SendRequest::parse(&long),
+            Err(RequestError::Malformed(_))
+        ));
     }
 
     #[test]
     fn identifiable_but_invalid_requests_are_rejected_under_their_id() {
         let cases = [
-            (r#"{"id":"a","v":2,"kind":"battle_invitation","userId":"u"}"#, "version"),
-            (r#"{"id":"a","kind":"battle_invitation","userId":"u"}"#, "`v`"),
-            (r#"{"id":"a","v":1,"kind":"nope","userId":"u"}"#, "unknown kind"),
-            (r#"{"id":"a","v":1,"kind":"phone_verification","userId":"u"}"#, "verify-api"),
+            (
+                r#"{"id":"a","v":2,"kind":"battle_invitation","userId":"u"}"#,
+                "version",
+            ),
+            (
+                r#"{"id":"a","kind":"battle_invitation","userId":"u"}"#,
+                "`v`",
+            ),
+            (
+                r#"{"id":"a","v":1,"kind":"nope","userId":"u"}"#,
+                "unknown kind",
+            ),
+            (
+                r#"{"id":"a","v":1,"kind":"phone_verification","userId":"u"}"#,
+                "verify-api",
+            ),
             (r#"{"id":"a","v":1,"kind":"security_alert"}"#, "userId"),
-            (r#"{"id":"a","v":1,"kind":"security_alert","userId":"u","params":[]}"#, "params"),
-            (r#"{"id":"a","v":1,"kind":"security_alert","userId":"u","notAfter":"tomorrow"}"#, "notAfter"),
-            (r#"{"id":"a","v":1,"kind":"security_alert","userId":"u","phone":"+14155550123"}"#, "unknown field"),
+            (
+                r#"{"id":"a","v":1,"kind":"security_alert","userId":"u","params":[]}"#,
+                "params",
+            ),
+            (
+                r#"{"id":"a","v":1,"kind":"security_alert","userId":"u","notAfter":"tomorrow"}"#,
+                "notAfter",
+            ),
+            (
+                r#"{"id":"a","v":1,"kind":"security_alert","userId":"u","phone":"+14155550123"}"#,
+                "unknown field",
+            ),
         ];
         for (body, needle) in cases {
             match SendRequest::parse(body) {
@@ -310,7 +346,11 @@ mod tests {
             .unwrap();
         let again = SendRequest::parse(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(again, r);
-        assert!(SendRequest::builder("", MessageKind::SecurityAlert, "u").build().is_err());
+        assert!(
+            SendRequest::builder("", MessageKind::SecurityAlert, "u")
+                .build()
+                .is_err()
+        );
     }
 
     #[test]

@@ -1,1 +1,533 @@
+//! `inbound-sms`: STOP / START / HELP handling of the two-way SMS topic (DESIGN §8).
+//!
+//! Each SNS record carries one inbound message (`originationNumber`, `destinationNumber`,
+//! `messageKeyword`, `messageBody`, `inboundMessageId`, `previousPublishedMessageId`). For each:
+//!
+//! 1. parse it; a malformed record (not JSON, no inbound message id, an origination number that
+//!    is not a phone number) is logged with its SNS message id and skipped, with no write;
+//! 2. skip it if its processed-once marker `inbound#<inboundMessageId>` exists;
+//! 3. classify it ([`sms_shared::keywords::classify`]);
+//! 4. apply it to every user whose phone is that number: an opt-out revokes consent, an opt-in
+//!    re-grants it (only to users who had consented before and revoked earlier than this
+//!    message was sent), each with a consent-history event (method `sms_keyword`, the inbound
+//!    message id, the number); the event time is the SNS publish time (when AWS received the
+//!    message), so a START that arrives after a newer STOP does not undo it;
+//! 5. reply: the help text, the opt-out confirmation (unless
+//!    `PROVIDER_HANDLES_OPT_OUT_REPLY`: AWS or the carrier already sends it), or the opt-in
+//!    confirmation (when someone with the number is subscribed now). The reply is a log
+//!    record `reply#<inboundMessageId>` claimed before sending, so it is sent once;
+//! 6. write the marker.
+//!
+//! **Why the marker comes last.** Writing it first would make a crash between the marker and
+//! the effects lose a STOP for good. Written last, a retry after a crash redoes steps 3–5,
+//! which are idempotent: a user already revoked (or granted) is left alone and gets no second
+//! history event, and a reply that reached an outcome is not sent again. The only window left
+//! is a crash after `SendTextMessage` succeeded and before the reply record says so: the reply
+//! stays `pending` until its lease ends and a retry sends it again (at most one duplicate
+//! confirmation, never a lost opt-out). Two concurrent deliveries of one message: the version
+//! condition on preferences and the reply claim let one of them act; the other finds the work
+//! done (or the reply busy, and fails so Lambda retries it).
+//!
+//! A transient fault (DynamoDB, a transient SMS error, a reply another invocation is sending)
+//! fails the invocation, so Lambda retries it and finally hands it to the on-failure
+//! destination: no STOP is lost.
 
+use aws_lambda_events::event::sns::{SnsEvent, SnsMessage};
+use jiff::{SignedDuration, Timestamp};
+use lambda_runtime::Diagnostic;
+use serde::Deserialize;
+use serde_json::Value;
+use sms_shared::config::Branding;
+use sms_shared::keywords::{self, Intent};
+use sms_shared::metrics::MetricSet;
+use sms_shared::phone::{E164, mask};
+use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod};
+use sms_shared::sms::{OutboundSms, SmsError, SmsSender};
+use sms_shared::store::inbound::{InboundRecord, NewReply, ReplyClaim, ReplyFinish, reply_log_id};
+use sms_shared::store::preferences::SAVE_RETRIES;
+use sms_shared::store::{DynamoClient, LogStore, PreferencesStore, SaveOutcome, StoreError};
+use sms_shared::template;
+use sms_shared::{Clock, Config, MessageClass};
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// Name used in metrics.
+const FUNCTION: &str = "inbound-sms";
+
+/// How long a reply claim keeps other invocations off it: longer than the function's timeout.
+pub const REPLY_LEASE: SignedDuration = SignedDuration::from_secs(120);
+
+/// Longest inbound message id accepted (AWS uses UUIDs).
+const MAX_ID_CHARS: usize = 128;
+
+/// Why an SNS record is not a usable inbound message. Logged and skipped, never retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedInbound {
+    #[error("message is not a JSON object: {0}")]
+    NotJson(String),
+    #[error("required field `{0}` is missing or empty")]
+    Missing(&'static str),
+    #[error("field `{0}` is invalid")]
+    Invalid(&'static str),
+}
+
+/// A fault that fails the invocation so Lambda retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    #[error("DynamoDB request failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("the reply could not be sent yet: {0}")]
+    Sms(SmsError),
+    #[error("another invocation is sending the reply to inbound message {0}")]
+    ReplyBusy(String),
+    #[error("preferences of the users of a number kept changing")]
+    Contended,
+}
+
+impl From<InboundError> for Diagnostic {
+    fn from(error: InboundError) -> Self {
+        let error_type = match &error {
+            InboundError::Store(_) => "StoreError",
+            InboundError::Sms(_) => "SmsTransientError",
+            InboundError::ReplyBusy(_) => "ReplyBusy",
+            InboundError::Contended => "PreferencesContended",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawInbound {
+    origination_number: Option<String>,
+    destination_number: Option<String>,
+    message_keyword: Option<String>,
+    message_body: Option<Value>,
+    inbound_message_id: Option<String>,
+    previous_published_message_id: Option<String>,
+}
+
+/// A validated inbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub from: E164,
+    pub to: Option<String>,
+    pub keyword: Option<String>,
+    pub body: String,
+    pub inbound_message_id: String,
+    pub previous_published_message_id: Option<String>,
+}
+
+impl InboundMessage {
+    /// Parses the SNS message text. Never panics, whatever the input.
+    pub fn parse(message: &str) -> Result<Self, MalformedInbound> {
+        let raw: RawInbound =
+            serde_json::from_str(message).map_err(|e| MalformedInbound::NotJson(e.to_string()))?;
+        let inbound_message_id = raw
+            .inbound_message_id
+            .filter(|id| !id.trim().is_empty())
+            .ok_or(MalformedInbound::Missing("inboundMessageId"))?;
+        if inbound_message_id.chars().count() > MAX_ID_CHARS
+            || inbound_message_id.chars().any(char::is_control)
+        {
+            return Err(MalformedInbound::Invalid("inboundMessageId"));
+        }
+        let origination = raw
+            .origination_number
+            .filter(|n| !n.trim().is_empty())
+            .ok_or(MalformedInbound::Missing("originationNumber"))?;
+        let from = E164::parse(&origination)
+            .map_err(|_| MalformedInbound::Invalid("originationNumber"))?;
+        let body = match raw.message_body {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s,
+            Some(_) => return Err(MalformedInbound::Invalid("messageBody")),
+        };
+        Ok(Self {
+            from,
+            to: raw.destination_number.filter(|n| !n.is_empty()),
+            keyword: raw.message_keyword.filter(|k| !k.is_empty()),
+            body,
+            inbound_message_id,
+            previous_published_message_id: raw.previous_published_message_id,
+        })
+    }
+}
+
+/// What became of one SNS record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundOutcome {
+    Processed {
+        intent: Intent,
+        /// Users whose consent changed.
+        users_changed: usize,
+        /// Whether a reply was sent by this invocation.
+        replied: bool,
+    },
+    Duplicate,
+    Malformed,
+}
+
+/// The function's state, built once per cold start.
+pub struct InboundSms<S> {
+    log: LogStore,
+    prefs: PreferencesStore,
+    sms: S,
+    clock: Arc<dyn Clock>,
+    branding: Branding,
+    provider_handles_opt_out_reply: bool,
+}
+
+impl<S: SmsSender> InboundSms<S> {
+    pub fn new(config: &Config, dynamodb: DynamoClient, sms: S, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            log: LogStore::new(dynamodb.clone(), &config.tables.log),
+            prefs: PreferencesStore::new(dynamodb, &config.tables.preferences),
+            sms,
+            clock,
+            branding: config.branding.clone(),
+            provider_handles_opt_out_reply: config.sms.provider_handles_opt_out_reply,
+        }
+    }
+
+    /// Handles one SNS event. `Err` only for transient faults (Lambda retries the event).
+    pub async fn handle(&self, event: SnsEvent) -> Result<Vec<InboundOutcome>, InboundError> {
+        let mut metrics = MetricSet::default();
+        let mut outcomes = Vec::with_capacity(event.records.len());
+        let mut result = Ok(());
+        for record in &event.records {
+            match self.process(&record.sns, &mut metrics).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    warn!(sns_message_id = %record.sns.message_id, error = %e, "inbound message not processed; the invocation will be retried");
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        metrics.emit(FUNCTION);
+        result.map(|()| outcomes)
+    }
+
+    async fn process(
+        &self,
+        sns: &SnsMessage,
+        metrics: &mut MetricSet,
+    ) -> Result<InboundOutcome, InboundError> {
+        let sns_id = sns.message_id.as_str();
+        let message = match InboundMessage::parse(&sns.message) {
+            Ok(message) => message,
+            Err(e) => {
+                warn!(sns_message_id = sns_id, error = %e, "malformed inbound message skipped");
+                metrics.add("MalformedEvent", None, 1.0);
+                return Ok(InboundOutcome::Malformed);
+            }
+        };
+        let id = message.inbound_message_id.as_str();
+        if self.log.inbound_processed(id).await? {
+            info!(
+                sns_message_id = sns_id,
+                inbound_message_id = id,
+                "inbound message already processed"
+            );
+            return Ok(InboundOutcome::Duplicate);
+        }
+        let now = self.clock.now();
+        let sent_at = Timestamp::from_millisecond(sns.timestamp.timestamp_millis()).unwrap_or(now);
+        let intent = keywords::classify(&message.body, message.keyword.as_deref());
+        let number = message.from.as_str();
+
+        let (users_changed, reply) = match intent {
+            Intent::OptOut => {
+                let revoked = self
+                    .prefs
+                    .revoke_for_number(number, now, |p| {
+                        keyword_event(&p.user_id, sent_at, ConsentAction::Revoke, number, id)
+                    })
+                    .await?;
+                let reply = (!self.provider_handles_opt_out_reply)
+                    .then(|| template::opt_out_confirmation(&self.branding));
+                metrics.add("ConsentRevoked", None, revoked as f64);
+                (revoked, reply)
+            }
+            Intent::OptIn => {
+                let (granted, subscribed) = self.grant_for_number(number, sent_at, id, now).await?;
+                metrics.add("ConsentGranted", None, granted as f64);
+                let reply = (subscribed > 0).then(|| template::opt_in_confirmation(&self.branding));
+                (granted, reply)
+            }
+            Intent::Help => (0, Some(template::help_text(&self.branding))),
+            Intent::Other => (0, None),
+        };
+
+        let reply_id = reply.as_ref().map(|_| reply_log_id(id));
+        let mut replied = false;
+        if let (Some(body), Some(reply_id)) = (&reply, &reply_id) {
+            replied = self
+                .send_reply(reply_id, id, number, body, intent, now)
+                .await?;
+            if replied {
+                metrics.count("RepliesSent");
+            }
+        }
+
+        let written = self
+            .log
+            .record_inbound(
+                &InboundRecord {
+                    inbound_message_id: id,
+                    phone_number: number,
+                    destination_number: message.to.as_deref(),
+                    keyword: message.keyword.as_deref(),
+                    body: &message.body,
+                    intent: intent.as_str(),
+                    users_changed: u32::try_from(users_changed).unwrap_or(u32::MAX),
+                    received_at_ms: sent_at.as_millisecond(),
+                    reply_id: reply_id.as_deref(),
+                },
+                self.clock.now(),
+            )
+            .await?;
+        metrics.add("Inbound", Some(intent.as_str()), 1.0);
+        info!(
+            sns_message_id = sns_id,
+            inbound_message_id = id,
+            from = %message.from,
+            intent = intent.as_str(),
+            users_changed,
+            replied,
+            first_delivery = written,
+            "inbound message processed"
+        );
+        Ok(InboundOutcome::Processed {
+            intent,
+            users_changed,
+            replied,
+        })
+    }
+
+    /// Re-grants consent to every user with `number` who consented before and revoked earlier
+    /// than `sent_at`. Returns (users granted now, users with consent after this).
+    async fn grant_for_number(
+        &self,
+        number: &str,
+        sent_at: Timestamp,
+        inbound_id: &str,
+        now: Timestamp,
+    ) -> Result<(usize, usize), InboundError> {
+        let (mut granted, mut subscribed) = (0, 0);
+        for mut prefs in self.prefs.find_by_phone(number).await? {
+            let mut done = false;
+            for _ in 0..SAVE_RETRIES {
+                if prefs.phone_number.as_deref() != Some(number) {
+                    done = true;
+                    break;
+                }
+                if prefs.consent.given {
+                    subscribed += 1;
+                    done = true;
+                    break;
+                }
+                let revoked_earlier = prefs.consent.revoked_at.is_none_or(|at| at < sent_at);
+                if prefs.consent.given_at.is_none() || !revoked_earlier {
+                    done = true;
+                    break;
+                }
+                let event = keyword_event(
+                    &prefs.user_id,
+                    sent_at,
+                    ConsentAction::Grant,
+                    number,
+                    inbound_id,
+                );
+                event.apply_to(&mut prefs.consent);
+                match self
+                    .prefs
+                    .save(&mut prefs, std::slice::from_ref(&event), now)
+                    .await?
+                {
+                    SaveOutcome::Saved => {
+                        granted += 1;
+                        subscribed += 1;
+                        done = true;
+                        break;
+                    }
+                    SaveOutcome::Conflict => match self.prefs.get(&prefs.user_id).await? {
+                        Some(fresh) => prefs = fresh,
+                        None => {
+                            done = true;
+                            break;
+                        }
+                    },
+                }
+            }
+            if !done {
+                return Err(InboundError::Contended);
+            }
+        }
+        Ok((granted, subscribed))
+    }
+
+    /// Sends the reply once. Returns whether this invocation sent it.
+    async fn send_reply(
+        &self,
+        reply_id: &str,
+        inbound_id: &str,
+        number: &str,
+        body: &str,
+        intent: Intent,
+        now: Timestamp,
+    ) -> Result<bool, InboundError> {
+        let claim = self
+            .log
+            .claim_reply(
+                &NewReply {
+                    id: reply_id,
+                    inbound_message_id: inbound_id,
+                    phone_number: number,
+                    body,
+                    intent: intent.as_str(),
+                },
+                now,
+                REPLY_LEASE,
+            )
+            .await?;
+        let token = match claim {
+            ReplyClaim::Claimed { token } => token,
+            ReplyClaim::Done(status) => {
+                info!(
+                    inbound_message_id = inbound_id,
+                    status = status.as_str(),
+                    "reply already settled"
+                );
+                return Ok(false);
+            }
+            ReplyClaim::Busy => return Err(InboundError::ReplyBusy(inbound_id.to_owned())),
+        };
+        let sms = OutboundSms {
+            to: number,
+            body,
+            class: MessageClass::Transactional,
+            log_id: reply_id,
+            message_feedback: false,
+        };
+        match self.sms.send(&sms).await {
+            Ok(sent) => {
+                let finish = ReplyFinish::Sent {
+                    provider_message_id: &sent.message_id,
+                };
+                if !self
+                    .log
+                    .finish_reply(reply_id, &token, finish, self.clock.now())
+                    .await?
+                {
+                    warn!(
+                        inbound_message_id = inbound_id,
+                        "reply sent but its claim was lost"
+                    );
+                }
+                Ok(true)
+            }
+            Err(e) if e.is_transient() => {
+                let finish = ReplyFinish::Retry {
+                    error_code: e.code(),
+                };
+                self.log
+                    .finish_reply(reply_id, &token, finish, self.clock.now())
+                    .await?;
+                Err(InboundError::Sms(e))
+            }
+            Err(e) => {
+                warn!(inbound_message_id = inbound_id, to = %mask(number), error = %e, "reply refused by the provider; not retried");
+                let finish = ReplyFinish::Failed {
+                    error_code: e.code(),
+                };
+                self.log
+                    .finish_reply(reply_id, &token, finish, self.clock.now())
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+}
+
+fn keyword_event(
+    user_id: &str,
+    at: Timestamp,
+    action: ConsentAction,
+    number: &str,
+    inbound_id: &str,
+) -> ConsentEvent {
+    let mut event = ConsentEvent::new(user_id, at, action, ConsentMethod::SmsKeyword);
+    event.phone_number = Some(number.to_owned());
+    event.inbound_message_id = Some(inbound_id.to_owned());
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_documented_payload_parses() {
+        let m = InboundMessage::parse(
+            &json!({
+                "originationNumber": "+14255550182",
+                "destinationNumber": "+12125550101",
+                "messageKeyword": "JOIN",
+                "messageBody": "EXAMPLE",
+                "inboundMessageId": "cae173d2-66b9-564c-8309-21f858e9fb84",
+                "previousPublishedMessageId": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+            })
+            .to_string(),
+        )
+        .unwrap();
+        assert_eq!(m.from.as_str(), "+14255550182");
+        assert_eq!(m.keyword.as_deref(), Some("JOIN"));
+        assert_eq!(m.body, "EXAMPLE");
+    }
+
+    #[test]
+    fn malformed_payloads_say_what_is_wrong() {
+        let base = json!({"originationNumber": "+14255550182", "inboundMessageId": "i-1", "messageBody": "STOP"});
+        let with = |k: &str, v: Value| {
+            let mut b = base.clone();
+            b[k] = v;
+            InboundMessage::parse(&b.to_string())
+        };
+        assert!(with("messageBody", json!("STOP")).is_ok());
+        assert_eq!(with("messageBody", json!(null)).unwrap().body, "");
+        assert_eq!(
+            with("inboundMessageId", json!("")),
+            Err(MalformedInbound::Missing("inboundMessageId"))
+        );
+        assert_eq!(
+            with("originationNumber", json!(null)),
+            Err(MalformedInbound::Missing("originationNumber"))
+        );
+        assert_eq!(
+            with("originationNumber", json!("hello")),
+            Err(MalformedInbound::Invalid("originationNumber"))
+        );
+        assert_eq!(
+            with("messageBody", json!(42)),
+            Err(MalformedInbound::Invalid("messageBody"))
+        );
+        assert!(matches!(
+            InboundMessage::parse("STOP"),
+            Err(MalformedInbound::NotJson(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(text in any::<String>()) {
+            let _ = InboundMessage::parse(&text);
+        }
+    }
+}

@@ -1,1 +1,22 @@
-fn main() {}
+//! Wiring only: configuration, clients (once per cold start), the runtime loop.
+
+use aws_lambda_events::event::sns::SnsEvent;
+use inbound_sms::InboundSms;
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use sms_shared::sms::AnySender;
+use sms_shared::store::DynamoClient;
+use sms_shared::{Config, SystemClock};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sms = AnySender::from_config(&config, &sdk);
+    let handler = InboundSms::new(&config, DynamoClient::new(&sdk), sms, Arc::new(SystemClock));
+    run(service_fn(|event: LambdaEvent<SnsEvent>| async {
+        handler.handle(event.payload).await.map(|_| ())
+    }))
+    .await
+}

@@ -1,1 +1,598 @@
+//! `opt-in-api` (DESIGN §5): the opt-in prompt, the SMS preferences and the consent record
+//! of the signed-in user.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | GET | `/notifications/sms-opt-in/` | `{showPrompt, alreadyOptedIn, phoneNumber, phoneVerified}` |
+//! | POST | `/notifications/sms-opt-in/` | `{success, allowSmsInvitations}` |
+//! | GET | `/notifications/me/sms-preferences/` | the preferences view |
+//! | PATCH | `/notifications/me/sms-preferences/` | `{success, updated, ...the preferences view}` |
+//!
+//! The user is the JWT `sub` claim; every read and write is keyed by it, so no request can
+//! reach another user's preferences. Writes go through
+//! [`sms_shared::http::update_preferences`] (conditional on the version read, retried).
 
+use jiff::{SignedDuration, Timestamp};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Error, Request, RequestExt, Response};
+use serde::{Deserialize, Serialize};
+use sms_shared::Config;
+use sms_shared::clock::Clock;
+use sms_shared::http::{
+    self as api, ApiError, Caller, json_response, non_null, nullable, parse_json,
+};
+use sms_shared::kinds::Category;
+use sms_shared::phone::E164;
+use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
+use sms_shared::store::PreferencesStore;
+use std::sync::Arc;
+use tracing::info;
+
+/// The prompt is not shown again within this time of being shown.
+pub const PROMPT_INTERVAL: SignedDuration = SignedDuration::from_hours(24);
+/// "Remind me later" hides the prompt for this long.
+pub const REMIND_LATER: SignedDuration = SignedDuration::from_hours(72);
+/// Longest IANA zone name accepted.
+const MAX_TIME_ZONE_CHARS: usize = 64;
+
+pub const OPT_IN_PATH: &str = "/notifications/sms-opt-in";
+pub const PREFERENCES_PATH: &str = "/notifications/me/sms-preferences";
+
+/// Everything the handler needs, built once per cold start.
+pub struct State {
+    pub config: Config,
+    pub preferences: PreferencesStore,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl State {
+    pub fn new(config: Config, dynamodb: aws_sdk_dynamodb::Client, clock: Arc<dyn Clock>) -> Self {
+        let preferences = PreferencesStore::new(dynamodb, config.tables.preferences.clone());
+        Self {
+            config,
+            preferences,
+            clock,
+        }
+    }
+}
+
+/// The Lambda handler: routes, answers every client mistake with the §5 error shape, and
+/// returns `Err` never (faults are 500 responses with the request id).
+pub async fn handler(state: &State, request: Request) -> Result<Response<Body>, Error> {
+    let context = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => Some(context),
+        _ => None,
+    };
+    let request_id = api::request_id(context)
+        .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
+        .unwrap_or_else(|| "-".to_owned());
+    let path = api::route_path(request.raw_http_path()).to_owned();
+    let method = request.method().clone();
+    let response = match route(state, &request, context).await {
+        Ok(response) => {
+            info!(%method, path = %path, status = response.status().as_u16(), "request");
+            response
+        }
+        Err(error) => {
+            info!(%method, path = %path, status = error.status.as_u16(), code = error.code, "request refused");
+            error.to_response(&request_id)
+        }
+    };
+    Ok(response.map(Body::from))
+}
+
+async fn route(
+    state: &State,
+    request: &Request,
+    context: Option<&lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext>,
+) -> Result<lambda_http::http::Response<String>, ApiError> {
+    let method = request.method();
+    let path = api::route_path(request.raw_http_path());
+    let allowed: &[Method] = match path {
+        OPT_IN_PATH => &[Method::GET, Method::POST],
+        PREFERENCES_PATH => &[Method::GET, Method::PATCH],
+        _ => return Err(ApiError::not_found()),
+    };
+    let allow_header = if path == OPT_IN_PATH {
+        "GET, POST"
+    } else {
+        "GET, PATCH"
+    };
+    api::allow(method, allowed, allow_header)?;
+    let caller = api::caller(context, request.headers(), state.config.dev_auth_header)?;
+    let body = request.body().as_ref();
+    match (path, method) {
+        (OPT_IN_PATH, &Method::GET) => get_prompt(state, &caller).await,
+        (OPT_IN_PATH, _) => post_opt_in(state, &caller, request.headers(), body).await,
+        (_, &Method::GET) => get_preferences(state, &caller).await,
+        _ => patch_preferences(state, &caller, request.headers(), body).await,
+    }
+}
+
+// ---- GET /notifications/sms-opt-in/ ----
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PromptView {
+    show_prompt: bool,
+    already_opted_in: bool,
+    phone_number: Option<String>,
+    phone_verified: bool,
+}
+
+fn already_opted_in(p: &Preferences) -> bool {
+    p.allow_sms_invitations && p.has_consent()
+}
+
+/// Whether the prompt may be shown now (§5): not when opted in, dismissed, asked to remind
+/// later and that time has not come, or shown within the last 24 hours.
+pub fn should_show_prompt(p: &Preferences, now: Timestamp) -> bool {
+    !already_opted_in(p)
+        && p.prompt.dismissed_at.is_none()
+        && p.prompt.remind_after.is_none_or(|t| t <= now)
+        && p.prompt.shown_at.is_none_or(|t| t + PROMPT_INTERVAL <= now)
+}
+
+async fn get_prompt(
+    state: &State,
+    caller: &Caller,
+) -> Result<lambda_http::http::Response<String>, ApiError> {
+    let now = state.clock.now();
+    let mut show = false;
+    // Recording `shown_at` is a write: concurrent GETs resolve through the version check,
+    // and only the one that saved answers true.
+    let prefs = api::update_preferences(&state.preferences, &caller.user_id, now, |p| {
+        show = should_show_prompt(p, now);
+        if show {
+            p.prompt.shown_at = Some(now);
+        }
+        Ok(Vec::new())
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &PromptView {
+            show_prompt: show,
+            already_opted_in: already_opted_in(&prefs),
+            phone_number: prefs.phone_number.clone(),
+            phone_verified: prefs.phone_verified,
+        },
+    ))
+}
+
+// ---- POST /notifications/sms-opt-in/ ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PromptAction {
+    OptIn,
+    Dismiss,
+    RemindLater,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct OptInBody {
+    action: PromptAction,
+    #[serde(default, deserialize_with = "nullable")]
+    phone_number: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    time_zone: Option<Option<String>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OptInAnswer {
+    success: bool,
+    allow_sms_invitations: bool,
+}
+
+async fn post_opt_in(
+    state: &State,
+    caller: &Caller,
+    headers: &lambda_http::http::HeaderMap,
+    body: &[u8],
+) -> Result<lambda_http::http::Response<String>, ApiError> {
+    let body: OptInBody = parse_json(headers, body)?;
+    // Validated whatever the action, so a bad value is always a 400; applied on opt_in only.
+    let phone = match body.phone_number.flatten() {
+        Some(raw) => Some(parse_phone(&raw, &state.config.allowed_countries)?),
+        None => None,
+    };
+    let time_zone = match body.time_zone.flatten() {
+        Some(raw) => Some(parse_time_zone(&raw)?),
+        None => None,
+    };
+    let now = state.clock.now();
+    let prefs = api::update_preferences(&state.preferences, &caller.user_id, now, |p| {
+        match body.action {
+            PromptAction::Dismiss => {
+                p.prompt.dismissed_at = Some(now);
+                Ok(Vec::new())
+            }
+            PromptAction::RemindLater => {
+                p.prompt.remind_after = Some(now + REMIND_LATER);
+                Ok(Vec::new())
+            }
+            PromptAction::OptIn => {
+                if let Some(phone) = &phone {
+                    set_phone(p, Some(phone));
+                }
+                if let Some(zone) = &time_zone {
+                    p.time_zone = Some(zone.clone());
+                }
+                if p.phone_number.is_none() {
+                    return Err(phone_required());
+                }
+                p.allow_sms_invitations = true;
+                // Every opt-in is recorded, even a repeated one: it is a fresh act of consent
+                // under the disclosure version shown now.
+                let event = grant(state, caller, p, now, ConsentMethod::OptInModal);
+                event.apply_to(&mut p.consent);
+                Ok(vec![event])
+            }
+        }
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &OptInAnswer {
+            success: true,
+            allow_sms_invitations: prefs.allow_sms_invitations,
+        },
+    ))
+}
+
+// ---- GET / PATCH /notifications/me/sms-preferences/ ----
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PreferencesView {
+    allow_sms_invitations: bool,
+    phone_number: Option<String>,
+    phone_verified: bool,
+    sms_battle_invitations: bool,
+    sms_battle_results: bool,
+    sms_battle_reminders: bool,
+    sms_streak_alerts: bool,
+    sms_direct_messages: bool,
+    sms_achievements: bool,
+    time_zone: Option<String>,
+    has_consent: bool,
+    consent_given_at: Option<Timestamp>,
+}
+
+impl From<&Preferences> for PreferencesView {
+    fn from(p: &Preferences) -> Self {
+        let t = &p.toggles;
+        Self {
+            allow_sms_invitations: p.allow_sms_invitations,
+            phone_number: p.phone_number.clone(),
+            phone_verified: p.phone_verified,
+            sms_battle_invitations: t.battle_invitations,
+            sms_battle_results: t.battle_results,
+            sms_battle_reminders: t.battle_reminders,
+            sms_streak_alerts: t.streak_alerts,
+            sms_direct_messages: t.direct_messages,
+            sms_achievements: t.achievements,
+            time_zone: p.time_zone.clone(),
+            has_consent: p.has_consent(),
+            consent_given_at: p.consent.given.then_some(p.consent.given_at).flatten(),
+        }
+    }
+}
+
+async fn get_preferences(
+    state: &State,
+    caller: &Caller,
+) -> Result<lambda_http::http::Response<String>, ApiError> {
+    let prefs = api::load_preferences(&state.preferences, &caller.user_id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &PreferencesView::from(&prefs),
+    ))
+}
+
+/// The writable fields; `null` is accepted only where it means "clear" (phone, zone).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PatchBody {
+    #[serde(default, deserialize_with = "non_null")]
+    allow_sms_invitations: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    phone_number: Option<Option<String>>,
+    #[serde(default, deserialize_with = "non_null")]
+    sms_battle_invitations: Option<bool>,
+    #[serde(default, deserialize_with = "non_null")]
+    sms_battle_results: Option<bool>,
+    #[serde(default, deserialize_with = "non_null")]
+    sms_battle_reminders: Option<bool>,
+    #[serde(default, deserialize_with = "non_null")]
+    sms_streak_alerts: Option<bool>,
+    #[serde(default, deserialize_with = "non_null")]
+    sms_direct_messages: Option<bool>,
+    #[serde(default, deserialize_with = "non_null")]
+    sms_achievements: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    time_zone: Option<Option<String>>,
+}
+
+/// Fields of the view the client may not write.
+const READ_ONLY_FIELDS: [&str; 3] = ["phoneVerified", "hasConsent", "consentGivenAt"];
+
+impl PatchBody {
+    fn toggles(&self) -> [(Category, &'static str, Option<bool>); 6] {
+        [
+            (
+                Category::BattleInvitations,
+                "smsBattleInvitations",
+                self.sms_battle_invitations,
+            ),
+            (
+                Category::BattleResults,
+                "smsBattleResults",
+                self.sms_battle_results,
+            ),
+            (
+                Category::BattleReminders,
+                "smsBattleReminders",
+                self.sms_battle_reminders,
+            ),
+            (
+                Category::StreakAlerts,
+                "smsStreakAlerts",
+                self.sms_streak_alerts,
+            ),
+            (
+                Category::DirectMessages,
+                "smsDirectMessages",
+                self.sms_direct_messages,
+            ),
+            (
+                Category::Achievements,
+                "smsAchievements",
+                self.sms_achievements,
+            ),
+        ]
+    }
+
+    /// The fields the request set, in the order of the view.
+    fn updated(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.allow_sms_invitations.is_some() {
+            out.push("allowSmsInvitations");
+        }
+        if self.phone_number.is_some() {
+            out.push("phoneNumber");
+        }
+        out.extend(
+            self.toggles()
+                .into_iter()
+                .filter(|(_, _, v)| v.is_some())
+                .map(|(_, name, _)| name),
+        );
+        if self.time_zone.is_some() {
+            out.push("timeZone");
+        }
+        out
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PatchAnswer {
+    success: bool,
+    updated: Vec<&'static str>,
+    #[serde(flatten)]
+    preferences: PreferencesView,
+}
+
+async fn patch_preferences(
+    state: &State,
+    caller: &Caller,
+    headers: &lambda_http::http::HeaderMap,
+    raw: &[u8],
+) -> Result<lambda_http::http::Response<String>, ApiError> {
+    let body: PatchBody = match parse_json(headers, raw) {
+        Ok(body) => body,
+        Err(e) if e.code == "unknown_field" => {
+            let keys = api::object_keys(raw);
+            return Err(
+                match keys.iter().find(|k| READ_ONLY_FIELDS.contains(&k.as_str())) {
+                    Some(field) => ApiError::bad_request(
+                        "read_only_field",
+                        format!("`{field}` cannot be changed here"),
+                    ),
+                    None => e,
+                },
+            );
+        }
+        Err(e) => return Err(e),
+    };
+    // Everything is validated before anything is written.
+    let phone = match &body.phone_number {
+        Some(Some(raw)) => Some(Some(parse_phone(raw, &state.config.allowed_countries)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let time_zone = match &body.time_zone {
+        Some(Some(raw)) => Some(Some(parse_time_zone(raw)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let now = state.clock.now();
+    let prefs = api::update_preferences(&state.preferences, &caller.user_id, now, |p| {
+        let mut events = Vec::new();
+        if let Some(phone) = &phone {
+            set_phone(p, phone.as_ref());
+        }
+        if let Some(zone) = &time_zone {
+            p.time_zone = zone.clone();
+        }
+        for (category, _, value) in body.toggles() {
+            if let Some(on) = value {
+                p.toggles.set(category, on);
+            }
+        }
+        match body.allow_sms_invitations {
+            Some(true) => {
+                if p.phone_number.is_none() {
+                    return Err(phone_required());
+                }
+                p.allow_sms_invitations = true;
+                if !p.consent.given {
+                    let event = grant(state, caller, p, now, ConsentMethod::SettingsPage);
+                    event.apply_to(&mut p.consent);
+                    events.push(event);
+                }
+            }
+            Some(false) => {
+                p.allow_sms_invitations = false;
+                if p.consent.given {
+                    let mut event = ConsentEvent::new(
+                        &caller.user_id,
+                        now,
+                        ConsentAction::Revoke,
+                        ConsentMethod::SettingsPage,
+                    );
+                    event.phone_number = p.phone_number.clone();
+                    event.ip = caller.source_ip.clone();
+                    event.user_agent = caller.user_agent.clone();
+                    event.apply_to(&mut p.consent);
+                    events.push(event);
+                }
+            }
+            None => {}
+        }
+        Ok(events)
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &PatchAnswer {
+            success: true,
+            updated: body.updated(),
+            preferences: PreferencesView::from(&prefs),
+        },
+    ))
+}
+
+// ---- helpers ----
+
+fn parse_phone(raw: &str, allowed: &[String]) -> Result<E164, ApiError> {
+    E164::parse_allowed(raw, allowed).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))
+}
+
+/// An IANA zone name the bundled database knows (`America/Chicago`).
+fn parse_time_zone(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_time_zone",
+            "timeZone is not a known IANA time zone",
+        )
+    };
+    if name.is_empty() || name.len() > MAX_TIME_ZONE_CHARS {
+        return Err(invalid());
+    }
+    let zone = jiff::tz::TimeZone::get(name).map_err(|_| invalid())?;
+    Ok(zone.iana_name().unwrap_or(name).to_owned())
+}
+
+/// Sets (or clears) the number; a different number is unverified until verified again.
+fn set_phone(p: &mut Preferences, phone: Option<&E164>) {
+    let new = phone.map(|n| n.as_str().to_owned());
+    if p.phone_number != new {
+        p.phone_number = new;
+        p.phone_verified = false;
+        p.phone_verified_at = None;
+        // The undeliverable mark (§8) belonged to the old number.
+        p.phone_undeliverable_at = None;
+    }
+}
+
+fn phone_required() -> ApiError {
+    ApiError::bad_request(
+        "phone_number_required",
+        "a phone number is needed to turn SMS on",
+    )
+}
+
+/// A consent grant with everything the record keeps (§9): time, method, number, IP, user
+/// agent, and the exact disclosure text and version shown.
+fn grant(
+    state: &State,
+    caller: &Caller,
+    p: &Preferences,
+    now: Timestamp,
+    method: ConsentMethod,
+) -> ConsentEvent {
+    let mut event = ConsentEvent::new(&caller.user_id, now, ConsentAction::Grant, method);
+    event.phone_number = p.phone_number.clone();
+    event.ip = caller.source_ip.clone();
+    event.user_agent = caller.user_agent.clone();
+    event.disclosure_text = Some(state.config.consent_text.clone());
+    event.disclosure_version = Some(state.config.consent_text_version.clone());
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn prompt_rules() {
+        let now = at("2026-11-25T12:00:00Z");
+        let mut p = Preferences::new("u");
+        assert!(should_show_prompt(&p, now));
+        p.prompt.shown_at = Some(at("2026-11-25T00:00:00Z"));
+        assert!(!should_show_prompt(&p, now), "shown 12 h ago");
+        p.prompt.shown_at = Some(at("2026-11-24T12:00:00Z"));
+        assert!(should_show_prompt(&p, now), "shown 24 h ago");
+        p.prompt.remind_after = Some(at("2026-11-26T00:00:00Z"));
+        assert!(!should_show_prompt(&p, now), "remind later not due");
+        p.prompt.remind_after = None;
+        p.prompt.dismissed_at = Some(at("2026-01-01T00:00:00Z"));
+        assert!(!should_show_prompt(&p, now), "dismissed");
+        let mut q = Preferences::new("u");
+        q.allow_sms_invitations = true;
+        q.consent.given = true;
+        assert!(!should_show_prompt(&q, now), "opted in");
+    }
+
+    #[test]
+    fn time_zones_must_be_iana_names() {
+        assert_eq!(
+            parse_time_zone("America/Chicago").unwrap(),
+            "America/Chicago"
+        );
+        for bad in ["", "Mars/Olympus", "CST6CDT/../../etc", &"A".repeat(65)] {
+            assert_eq!(
+                parse_time_zone(bad).unwrap_err().code,
+                "invalid_time_zone",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_number_resets_verification_and_the_same_one_does_not() {
+        let mut p = Preferences::new("u");
+        p.phone_number = Some("+14155550123".into());
+        p.phone_verified = true;
+        p.phone_undeliverable_at = Some("2026-01-01T00:00:00Z".parse().unwrap());
+        set_phone(&mut p, Some(&E164::parse("+14155550123").unwrap()));
+        assert!(p.phone_verified);
+        set_phone(&mut p, Some(&E164::parse("+14155550124").unwrap()));
+        assert!(!p.phone_verified);
+        assert_eq!(p.phone_undeliverable_at, None);
+        assert_eq!(p.phone_number.as_deref(), Some("+14155550124"));
+        set_phone(&mut p, None);
+        assert_eq!(p.phone_number, None);
+    }
+}

@@ -33,8 +33,8 @@ use sms_shared::sms::{OutboundSms, SmsError, SmsSender};
 use sms_shared::store::batch::read_preferences_and_counters;
 use sms_shared::store::log::counter_ids;
 use sms_shared::store::{
-    Bounded, Claim, Counters, DynamoClient, Finish, LogStatus, LogStore, NewLogRecord, PreferencesStore,
-    StoreError,
+    Bounded, Claim, Counters, DynamoClient, Finish, LogStatus, LogStore, NewLogRecord,
+    PreferencesStore, StoreError,
 };
 use sms_shared::template::{self, RenderedMessage};
 use sms_shared::{Clock, Config, MessageClass};
@@ -104,7 +104,11 @@ impl<S: SmsSender> Sender<S> {
         Self {
             log: LogStore::new(dynamodb.clone(), &config.tables.log),
             prefs: PreferencesStore::new(dynamodb.clone(), &config.tables.preferences),
-            counters: Counters::new(dynamodb, &config.tables.log, sms_shared::store::schema::LOG_KEY),
+            counters: Counters::new(
+                dynamodb,
+                &config.tables.log,
+                sms_shared::store::schema::LOG_KEY,
+            ),
             queues: Queues::new(sqs, config),
             sms,
             pacer: Pacer::new(config.sms.parts_per_second, config.sender_max_concurrency),
@@ -178,13 +182,14 @@ impl<S: SmsSender> Sender<S> {
             }
         };
         let context = context.as_ref();
-        let mut indexed: Vec<(usize, Outcome)> = futures_util::stream::iter(
-            event.records.iter().zip(parsed).enumerate(),
-        )
-        .map(|(i, (record, parsed))| async move { (i, self.settle(record, parsed, context).await) })
-        .buffer_unordered(self.concurrency)
-        .collect()
-        .await;
+        let mut indexed: Vec<(usize, Outcome)> =
+            futures_util::stream::iter(event.records.iter().zip(parsed).enumerate())
+                .map(|(i, (record, parsed))| async move {
+                    (i, self.settle(record, parsed, context).await)
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
         indexed.sort_unstable_by_key(|(i, _)| *i);
         indexed.into_iter().map(|(_, o)| o).collect()
     }
@@ -266,7 +271,11 @@ impl<S: SmsSender> Sender<S> {
                 let until = Timestamp::from_millisecond(until_ms).unwrap_or(now);
                 return self.hide_until(record, until, now).await;
             }
-            Ok(Claim::Busy { .. }) => return Outcome::Retry { reason: "in_flight" },
+            Ok(Claim::Busy { .. }) => {
+                return Outcome::Retry {
+                    reason: "in_flight",
+                };
+            }
             Err(e) => return store_retry(&e),
         };
         let claim = ClaimRef {
@@ -283,7 +292,7 @@ impl<S: SmsSender> Sender<S> {
             kind: request.kind,
             prefs,
             verification_target: None,
-            number_undeliverable: false,
+            number_undeliverable: prefs.is_some_and(|p| p.phone_undeliverable_at.is_some()),
             allowed_countries: &self.allowed_countries,
             usage: Usage {
                 monthly_spend_micros: context.spend_micros,
@@ -298,7 +307,11 @@ impl<S: SmsSender> Sender<S> {
             Decision::Suppress(reason) => return self.suppress(&claim, reason, phone).await,
             Decision::Defer { until } => {
                 let finish = self
-                    .finish(&claim, Finish::Deferred { until }, Outcome::Deferred { until })
+                    .finish(
+                        &claim,
+                        Finish::Deferred { until },
+                        Outcome::Deferred { until },
+                    )
                     .await;
                 if !matches!(finish, Outcome::Deferred { .. }) {
                     return finish;
@@ -320,7 +333,11 @@ impl<S: SmsSender> Sender<S> {
                 Ok(Err(reason)) => return self.suppress(&claim, reason, phone).await,
                 Err(e) => {
                     return self
-                        .finish(&claim, retry_finish("store", &e.to_string()), store_retry(&e))
+                        .finish(
+                            &claim,
+                            retry_finish("store", &e.to_string()),
+                            store_retry(&e),
+                        )
                         .await;
                 }
             }
@@ -342,7 +359,8 @@ impl<S: SmsSender> Sender<S> {
         match sent {
             Ok(sent) => {
                 self.pacer.succeeded();
-                self.record_sent(&claim, &sent.message_id, &number, &rendered).await
+                self.record_sent(&claim, &sent.message_id, &number, &rendered)
+                    .await
             }
             Err(err) => {
                 self.release(reservation, now).await;
@@ -363,7 +381,10 @@ impl<S: SmsSender> Sender<S> {
         }
         match &err {
             SmsError::Transient { code, message } => {
-                warn!(request_id = claim.id, code, "transient provider error; will retry");
+                warn!(
+                    request_id = claim.id,
+                    code, "transient provider error; will retry"
+                );
                 self.finish(
                     claim,
                     Finish::Retry {
@@ -400,8 +421,12 @@ impl<S: SmsSender> Sender<S> {
                         error!(error = %e, to = %number, "could not revoke consent after a carrier opt-out");
                     }
                 }
-                self.suppress(claim, SuppressReason::CarrierOptedOut, Some(number.as_str()))
-                    .await
+                self.suppress(
+                    claim,
+                    SuppressReason::CarrierOptedOut,
+                    Some(number.as_str()),
+                )
+                .await
             }
             SmsError::SpendLimitReached if class == MessageClass::Promotional => {
                 self.suppress(claim, SuppressReason::SpendLimit, Some(number.as_str()))
@@ -409,7 +434,10 @@ impl<S: SmsSender> Sender<S> {
             }
             SmsError::SpendLimitReached => {
                 // Transactional: keep retrying so it reaches the DLQ and its alarm (§6).
-                error!(request_id = claim.id, "account spend limit reached for a transactional message");
+                error!(
+                    request_id = claim.id,
+                    "account spend limit reached for a transactional message"
+                );
                 self.finish(
                     claim,
                     retry_finish(err.code(), "monthly spend limit reached"),
@@ -420,7 +448,10 @@ impl<S: SmsSender> Sender<S> {
                 .await
             }
             SmsError::Permanent { code, message } => {
-                warn!(request_id = claim.id, code, message, "provider refused the message");
+                warn!(
+                    request_id = claim.id,
+                    code, message, "provider refused the message"
+                );
                 let reason = format!("provider_{code}");
                 self.finish(
                     claim,
@@ -449,12 +480,19 @@ impl<S: SmsSender> Sender<S> {
             segments: rendered.segments.segments,
             encoding: rendered.segments.encoding.as_str(),
         };
-        match self.log.finish(claim.id, claim.token, finish, self.clock.now()).await {
+        match self
+            .log
+            .finish(claim.id, claim.token, finish, self.clock.now())
+            .await
+        {
             Ok(true) => Outcome::Sent,
             Ok(false) => {
                 // Our lease ran out and another invocation took the request over: it sees a
                 // claimable record and may send too. Lease > timeout makes this a crash case.
-                error!(request_id = claim.id, "sent, but the claim was lost before recording");
+                error!(
+                    request_id = claim.id,
+                    "sent, but the claim was lost before recording"
+                );
                 Outcome::Sent
             }
             Err(e) => {
@@ -495,7 +533,11 @@ impl<S: SmsSender> Sender<S> {
             segments: pending.segments,
             encoding: pending.encoding,
         };
-        let outcome = match self.log.finish(id, &pending.token, finish, self.clock.now()).await {
+        let outcome = match self
+            .log
+            .finish(id, &pending.token, finish, self.clock.now())
+            .await
+        {
             Ok(true) => Outcome::Sent,
             Ok(false) => Outcome::Duplicate,
             Err(e) => return Some(store_retry(&e)),
@@ -580,7 +622,11 @@ impl<S: SmsSender> Sender<S> {
 
     /// Writes the outcome of a claim; `outcome` is what the record ends in if that works.
     async fn finish(&self, claim: &ClaimRef<'_>, finish: Finish<'_>, outcome: Outcome) -> Outcome {
-        match self.log.finish(claim.id, claim.token, finish, self.clock.now()).await {
+        match self
+            .log
+            .finish(claim.id, claim.token, finish, self.clock.now())
+            .await
+        {
             Ok(true) => outcome,
             Ok(false) => Outcome::Duplicate,
             Err(e) => store_retry(&e),

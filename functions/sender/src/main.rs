@@ -20,5 +20,8 @@ async fn main() -> Result<(), Error> {
         sms,
         Arc::new(SystemClock),
     );
-    run(service_fn(|event: LambdaEvent<_>| sender.handle(event.payload))).await
+    run(service_fn(|event: LambdaEvent<_>| {
+        sender.handle(event.payload)
+    }))
+    .await
 }

@@ -10,14 +10,21 @@ pub enum Outcome {
     Sent,
     Suppressed(SuppressReason),
     /// Invalid request (dead-lettered), or refused by the provider for good.
-    Rejected { reason: String, dead_lettered: bool },
+    Rejected {
+        reason: String,
+        dead_lettered: bool,
+    },
     Expired,
     /// Already settled by an earlier delivery.
     Duplicate,
     /// Quiet hours: hidden on the queue until `until`.
-    Deferred { until: Timestamp },
+    Deferred {
+        until: Timestamp,
+    },
     /// A transient fault: SQS delivers it again.
-    Retry { reason: &'static str },
+    Retry {
+        reason: &'static str,
+    },
 }
 
 impl Outcome {
@@ -53,16 +60,35 @@ impl Outcome {
     pub(crate) fn log(&self, message_id: &str) {
         match self {
             Outcome::Suppressed(reason) => {
-                info!(message_id, outcome = self.name(), reason = reason.as_str(), "send request settled")
+                info!(
+                    message_id,
+                    outcome = self.name(),
+                    reason = reason.as_str(),
+                    "send request settled"
+                )
             }
-            Outcome::Rejected { reason, dead_lettered } => {
-                info!(message_id, outcome = self.name(), reason, dead_lettered, "send request settled")
+            Outcome::Rejected {
+                reason,
+                dead_lettered,
+            } => {
+                info!(
+                    message_id,
+                    outcome = self.name(),
+                    reason,
+                    dead_lettered,
+                    "send request settled"
+                )
             }
             Outcome::Deferred { until } => {
                 info!(message_id, outcome = self.name(), until = %until, "send request settled")
             }
             Outcome::Retry { reason } => {
-                info!(message_id, outcome = self.name(), reason, "send request settled")
+                info!(
+                    message_id,
+                    outcome = self.name(),
+                    reason,
+                    "send request settled"
+                )
             }
             _ => info!(message_id, outcome = self.name(), "send request settled"),
         }

@@ -25,17 +25,20 @@ pub struct Queues {
 }
 
 fn name_of(url_or_arn: &str) -> &str {
-    url_or_arn
-        .rsplit(['/', ':'])
-        .next()
-        .unwrap_or(url_or_arn)
+    url_or_arn.rsplit(['/', ':']).next().unwrap_or(url_or_arn)
 }
 
 impl Queues {
     pub fn new(sqs: Client, config: &Config) -> Self {
         let pairs = [
-            (&config.transactional_queue_url, &config.transactional_dlq_url),
-            (&config.notifications_queue_url, &config.notifications_dlq_url),
+            (
+                &config.transactional_queue_url,
+                &config.transactional_dlq_url,
+            ),
+            (
+                &config.notifications_queue_url,
+                &config.notifications_dlq_url,
+            ),
         ];
         let routes = pairs
             .into_iter()
@@ -75,7 +78,13 @@ impl Queues {
             .send_message()
             .queue_url(dlq)
             // SQS refuses empty bodies; keep a visible placeholder instead.
-            .message_body(record.body.as_deref().filter(|b| !b.is_empty()).unwrap_or("(empty body)"))
+            .message_body(
+                record
+                    .body
+                    .as_deref()
+                    .filter(|b| !b.is_empty())
+                    .unwrap_or("(empty body)"),
+            )
             .message_attributes("RejectReason", text(&truncate(reason, 256))?)
             .message_attributes("SourceQueue", text(&route.name)?)
             .message_attributes(
@@ -131,8 +140,14 @@ mod tests {
 
     #[test]
     fn queue_names_come_from_urls_and_arns() {
-        assert_eq!(name_of("arn:aws:sqs:us-east-1:123456789012:notifications"), "notifications");
-        assert_eq!(name_of("http://127.0.0.1:5005/123456789012/notifications"), "notifications");
+        assert_eq!(
+            name_of("arn:aws:sqs:us-east-1:123456789012:notifications"),
+            "notifications"
+        );
+        assert_eq!(
+            name_of("http://127.0.0.1:5005/123456789012/notifications"),
+            "notifications"
+        );
         assert_eq!(name_of("plain"), "plain");
     }
 }

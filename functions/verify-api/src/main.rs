@@ -1,1 +1,24 @@
-fn main() {}
+//! Wiring only: configuration, clients built once, the handler of `lib.rs`.
+
+use aws_config::BehaviorVersion;
+use lambda_http::{Error, run, service_fn};
+use sms_shared::sms::AnySender;
+use sms_shared::{Config, SystemClock};
+use std::sync::Arc;
+use verify_api::{State, handler};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let sender = AnySender::from_config(&config, &sdk);
+    let state = State::new(
+        config,
+        aws_sdk_dynamodb::Client::new(&sdk),
+        sender,
+        Arc::new(SystemClock),
+    );
+    let state = &state;
+    run(service_fn(move |request| handler(state, request))).await
+}

@@ -32,7 +32,10 @@ impl SmsSender for ConsoleSender {
     }
 
     async fn report_received(&self, message_id: &str) -> Result<(), SmsError> {
-        let _ = writeln!(std::io::stdout().lock(), "[CONSOLE SMS] feedback {message_id}=RECEIVED");
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "[CONSOLE SMS] feedback {message_id}=RECEIVED"
+        );
         Ok(())
     }
 }

@@ -106,7 +106,9 @@ where
             }
             SendTextMessageError::ServiceQuotaExceededException(e)
                 if e.reason()
-                    == Some(&ServiceQuotaExceededExceptionReason::MonthlySpendLimitReachedForText) =>
+                    == Some(
+                        &ServiceQuotaExceededExceptionReason::MonthlySpendLimitReachedForText,
+                    ) =>
             {
                 return SmsError::SpendLimitReached;
             }

@@ -7,7 +7,7 @@ mod console;
 mod eum;
 
 pub use console::ConsoleSender;
-pub use eum::EumSender;
+pub use eum::{CONTEXT_LOG_ID, EumSender};
 
 use crate::kinds::MessageClass;
 use std::future::Future;
@@ -70,11 +70,15 @@ impl SmsError {
 
 /// The port every function sends through.
 pub trait SmsSender: Send + Sync {
-    fn send(&self, sms: &OutboundSms<'_>) -> impl Future<Output = Result<SentSms, SmsError>> + Send;
+    fn send(&self, sms: &OutboundSms<'_>)
+    -> impl Future<Output = Result<SentSms, SmsError>> + Send;
 
     /// Reports that the recipient received the message (a verification code was entered),
     /// which feeds AWS's fraud detection (`PutMessageFeedback`).
-    fn report_received(&self, message_id: &str) -> impl Future<Output = Result<(), SmsError>> + Send;
+    fn report_received(
+        &self,
+        message_id: &str,
+    ) -> impl Future<Output = Result<(), SmsError>> + Send;
 }
 
 /// The sender chosen by configuration.

@@ -39,11 +39,17 @@ pub async fn read_preferences_and_counters(
     }
     let mut request = HashMap::with_capacity(2);
     if !users.is_empty() {
-        let keys = users.iter().map(|u| PreferencesStore::current_key(u)).collect();
+        let keys = users
+            .iter()
+            .map(|u| PreferencesStore::current_key(u))
+            .collect();
         request.insert(prefs.table.clone(), keys_and_attributes(keys)?);
     }
     if !counter_ids.is_empty() {
-        request.insert(counters.table.clone(), keys_and_attributes(counters.keys(counter_ids))?);
+        request.insert(
+            counters.table.clone(),
+            keys_and_attributes(counters.keys(counter_ids))?,
+        );
     }
     let mut read = BatchRead::default();
     if request.is_empty() {

@@ -128,7 +128,9 @@ impl Counters {
     /// Keys of counter items, for a batch read.
     pub(crate) fn keys(&self, ids: &[String]) -> Vec<HashMap<String, AttributeValue>> {
         ids.iter()
-            .map(|id| HashMap::from([(self.key_attribute.to_owned(), AttributeValue::S(id.clone()))]))
+            .map(|id| {
+                HashMap::from([(self.key_attribute.to_owned(), AttributeValue::S(id.clone()))])
+            })
             .collect()
     }
 
@@ -236,7 +238,12 @@ impl Counters {
                 .item("count", number(count))
                 .item(
                     "entries",
-                    AttributeValue::L(entries.iter().map(|t| AttributeValue::N(t.to_string())).collect()),
+                    AttributeValue::L(
+                        entries
+                            .iter()
+                            .map(|t| AttributeValue::N(t.to_string()))
+                            .collect(),
+                    ),
                 )
                 .item("version", number(version.unwrap_or(0) + 1))
                 .item(TTL_ATTRIBUTE, number(expires_at.as_second().max(0) as u64));
@@ -257,7 +264,9 @@ impl Counters {
                 Err(err) => return Err(err.into()),
             }
         }
-        Err(StoreError::Malformed("window counter kept changing under us"))
+        Err(StoreError::Malformed(
+            "window counter kept changing under us",
+        ))
     }
 }
 
@@ -293,7 +302,9 @@ pub(crate) async fn batch_get_tables(
             _ => return Ok(items),
         }
     }
-    Err(StoreError::Malformed("batch get left keys unprocessed after 8 rounds"))
+    Err(StoreError::Malformed(
+        "batch get left keys unprocessed after 8 rounds",
+    ))
 }
 
 pub(crate) fn number(n: u64) -> AttributeValue {

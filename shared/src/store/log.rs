@@ -50,7 +50,10 @@ impl LogStatus {
 
     /// The request has not reached an outcome yet and may be claimed once its lease is over.
     pub fn is_claimable(self) -> bool {
-        matches!(self, LogStatus::Pending | LogStatus::Deferred | LogStatus::Retry)
+        matches!(
+            self,
+            LogStatus::Pending | LogStatus::Deferred | LogStatus::Retry
+        )
     }
 }
 
@@ -410,11 +413,11 @@ impl LogStore {
                         "errorMessage",
                     ],
                 )
-                    .expression_attribute_values(":mid", s(provider_message_id))
-                    .expression_attribute_values(":phone", s(phone_number))
-                    .expression_attribute_values(":body", s(body))
-                    .expression_attribute_values(":segments", number(u64::from(segments)))
-                    .expression_attribute_values(":encoding", s(encoding));
+                .expression_attribute_values(":mid", s(provider_message_id))
+                .expression_attribute_values(":phone", s(phone_number))
+                .expression_attribute_values(":body", s(body))
+                .expression_attribute_values(":segments", number(u64::from(segments)))
+                .expression_attribute_values(":encoding", s(encoding));
             }
             Finish::Suppressed {
                 reason: why,
@@ -432,8 +435,10 @@ impl LogStore {
             Finish::Deferred { until } => {
                 reason = Some("quiet_hours");
                 set.push_str(", #leaseUntilMs = :until");
-                request = add_names(request, &["leaseUntilMs"])
-                    .expression_attribute_values(":until", AttributeValue::N(ms(until).to_string()));
+                request = add_names(request, &["leaseUntilMs"]).expression_attribute_values(
+                    ":until",
+                    AttributeValue::N(ms(until).to_string()),
+                );
             }
             Finish::Retry {
                 error_code,
@@ -450,9 +455,11 @@ impl LogStore {
         }
         if let Some(why) = reason {
             set.push_str(", #reason = :reason");
-            request = add_names(request, &["reason"]).expression_attribute_values(":reason", s(why));
+            request =
+                add_names(request, &["reason"]).expression_attribute_values(":reason", s(why));
         }
-        request = request.expression_attribute_values(":change", history_entry(status, now, reason));
+        request =
+            request.expression_attribute_values(":change", history_entry(status, now, reason));
         match request
             .update_expression(format!("{set}{remove}"))
             .send()

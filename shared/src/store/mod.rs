@@ -5,15 +5,17 @@
 
 pub mod batch;
 pub mod counters;
+pub mod inbound;
 pub mod log;
 pub mod preferences;
+pub mod receipts;
 pub mod schema;
 pub mod verification;
 
 pub use counters::{Bounded, Counters};
-pub use verification::{CodeRecord, PutCode, VerificationStore};
-pub use preferences::{PreferencesStore, SaveOutcome};
 pub use log::{Claim, Finish, LogRecord, LogStatus, LogStore, NewLogRecord, Related};
+pub use preferences::{PreferencesStore, SaveOutcome};
+pub use verification::{CodeRecord, PutCode, VerificationStore};
 
 use aws_sdk_dynamodb::error::SdkError;
 

@@ -200,7 +200,10 @@ impl PreferencesStore {
         }
     }
 
-    fn current_item(&self, prefs: &Preferences) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    fn current_item(
+        &self,
+        prefs: &Preferences,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
         let mut item: HashMap<String, AttributeValue> = to_item(prefs)?;
         item.insert(PREFS_SK.to_owned(), s(CURRENT_SK));
         // Only current items carry the index key, so the phone index never lists history.
@@ -297,7 +300,10 @@ impl PreferencesStore {
                 }
                 let change = event(&prefs);
                 change.apply_to(&mut prefs.consent);
-                match self.save(&mut prefs, std::slice::from_ref(&change), now).await? {
+                match self
+                    .save(&mut prefs, std::slice::from_ref(&change), now)
+                    .await?
+                {
                     SaveOutcome::Saved => {
                         revoked += 1;
                         break;
@@ -312,4 +318,3 @@ impl PreferencesStore {
         Ok(revoked)
     }
 }
-

@@ -43,7 +43,9 @@ pub struct CodeRecord {
 pub enum PutCode {
     Stored,
     /// The previous code is younger than the resend cooldown.
-    Cooldown { resend_after_ms: i64 },
+    Cooldown {
+        resend_after_ms: i64,
+    },
 }
 
 /// Access to the verification table.
@@ -79,7 +81,11 @@ impl VerificationStore {
 
     /// Stores `record` as the user's pending code, replacing the previous one unless it is
     /// inside its resend cooldown (checked atomically, so two quick requests send one code).
-    pub async fn put_code(&self, record: &CodeRecord, now: Timestamp) -> Result<PutCode, StoreError> {
+    pub async fn put_code(
+        &self,
+        record: &CodeRecord,
+        now: Timestamp,
+    ) -> Result<PutCode, StoreError> {
         let mut item: HashMap<String, AttributeValue> = to_item(record)?;
         item.insert(VERIFICATION_KEY.to_owned(), s(code_key(&record.user_id)));
         item.insert(
@@ -94,7 +100,10 @@ impl VerificationStore {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#pk) OR resendAfterMs <= :now")
             .expression_attribute_names("#pk", VERIFICATION_KEY)
-            .expression_attribute_values(":now", AttributeValue::N(now.as_millisecond().to_string()))
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(now.as_millisecond().to_string()),
+            )
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -197,7 +206,10 @@ impl VerificationStore {
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":id", s(code_id))
             .expression_attribute_values(":max", number(u64::from(max_attempts)))
-            .expression_attribute_values(":now", AttributeValue::N(now.as_millisecond().to_string()))
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(now.as_millisecond().to_string()),
+            )
             .send()
             .await;
         match result {

@@ -1,0 +1,593 @@
+//! Delivery receipts on the SMS log (DESIGN §7, §8).
+//!
+//! End User Messaging reports each message's progress as events (`TEXT_QUEUED`,
+//! `TEXT_SUCCESSFUL`, `TEXT_DELIVERED`, `TEXT_BLOCKED`, ...). They can arrive late (up to 72 h),
+//! out of order and more than once. Every rule below is a DynamoDB condition, never a
+//! read-modify-write:
+//!
+//! * **Ordering.** The record keeps `lastEventMs` (the applied event's `eventTimestamp`) and
+//!   `receiptFinal`. An event applies only when it is newer (`lastEventMs < :ts`; on a tie, only
+//!   a final event over a non-final one). A non-final event never replaces a final status,
+//!   whatever its time, and `sent` never replaces `delivered`. A replay has the same timestamp,
+//!   so it changes nothing.
+//! * **Which records.** Only records the sender finished as `sent` (or that a receipt already
+//!   moved on) take receipts. A record still `pending` means the sender is between
+//!   `SendTextMessage` and writing `sent`: the receipt is [`ReceiptOutcome::NotReady`] and the
+//!   caller fails the invocation so Lambda retries it later (writing now would make the
+//!   sender's `finish` lose its claim).
+//! * **Price, once.** The price and carrier fee are added to the record and to the month's
+//!   spend counter in one transaction, conditional on the provider message id not being in the
+//!   record's `pricedMessages` set yet. A price is counted once per provider message, whichever
+//!   event carries it first, even when that event is too old to change the status.
+//! * **Hard failures.** A hard failure (see [`EventKind::is_hard_failure`]) adds one to the
+//!   number's `counter#hard-fail#<e164>` and a delivery deletes it, in the same transaction as
+//!   the status change, so a replayed event never counts twice. The caller reads the counter
+//!   and marks the number undeliverable at [`HARD_FAILURE_LIMIT`].
+
+use super::counters::number;
+use super::schema::{LOG_BY_PROVIDER_ID_INDEX, LOG_KEY, TTL_ATTRIBUTE};
+use super::{LogStatus, LogStore, StoreError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
+use jiff::{SignedDuration, Timestamp};
+use std::collections::HashMap;
+
+/// Consecutive hard failures after which a number is marked undeliverable (§8).
+pub const HARD_FAILURE_LIMIT: u64 = 3;
+/// A run of hard failures older than this is forgotten (the counter's TTL).
+pub const HARD_FAILURE_MEMORY: SignedDuration = SignedDuration::from_hours(90 * 24);
+/// How long monthly spend counters are kept after the event that last touched them.
+pub const SPEND_COUNTER_KEEP: SignedDuration = SignedDuration::from_hours(400 * 24);
+
+/// Id of the consecutive-hard-failure counter of a number (in the log table).
+pub fn hard_failure_counter_id(e164: &str) -> String {
+    format!("counter#hard-fail#{e164}")
+}
+
+/// SMS event types of End User Messaging (configuration-set event destinations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Delivered,
+    Successful,
+    Queued,
+    Pending,
+    Blocked,
+    TtlExpired,
+    CarrierUnreachable,
+    Invalid,
+    InvalidMessage,
+    CarrierBlocked,
+    Unreachable,
+    Spam,
+    Unknown,
+    ProtectBlocked,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 14] = [
+        EventKind::Delivered,
+        EventKind::Successful,
+        EventKind::Queued,
+        EventKind::Pending,
+        EventKind::Blocked,
+        EventKind::TtlExpired,
+        EventKind::CarrierUnreachable,
+        EventKind::Invalid,
+        EventKind::InvalidMessage,
+        EventKind::CarrierBlocked,
+        EventKind::Unreachable,
+        EventKind::Spam,
+        EventKind::Unknown,
+        EventKind::ProtectBlocked,
+    ];
+
+    /// The `eventType` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Delivered => "TEXT_DELIVERED",
+            EventKind::Successful => "TEXT_SUCCESSFUL",
+            EventKind::Queued => "TEXT_QUEUED",
+            EventKind::Pending => "TEXT_PENDING",
+            EventKind::Blocked => "TEXT_BLOCKED",
+            EventKind::TtlExpired => "TEXT_TTL_EXPIRED",
+            EventKind::CarrierUnreachable => "TEXT_CARRIER_UNREACHABLE",
+            EventKind::Invalid => "TEXT_INVALID",
+            EventKind::InvalidMessage => "TEXT_INVALID_MESSAGE",
+            EventKind::CarrierBlocked => "TEXT_CARRIER_BLOCKED",
+            EventKind::Unreachable => "TEXT_UNREACHABLE",
+            EventKind::Spam => "TEXT_SPAM",
+            EventKind::Unknown => "TEXT_UNKNOWN",
+            EventKind::ProtectBlocked => "TEXT_PROTECT_BLOCKED",
+        }
+    }
+
+    pub fn parse(event_type: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == event_type)
+    }
+
+    /// The log status the event means (§8).
+    pub fn status(self) -> LogStatus {
+        match self {
+            EventKind::Delivered => LogStatus::Delivered,
+            EventKind::Successful | EventKind::Queued | EventKind::Pending => LogStatus::Sent,
+            _ => LogStatus::Undelivered,
+        }
+    }
+
+    /// Whether the event says the *number* cannot take messages, rather than this message or
+    /// this moment: `TEXT_INVALID` (not a valid number), `TEXT_UNREACHABLE` (the carrier
+    /// cannot reach the handset: deactivated or out of service) and `TEXT_BLOCKED` (the
+    /// handset or carrier blocks messages to this recipient).
+    ///
+    /// Not hard: `TEXT_CARRIER_UNREACHABLE` (AWS documents it as a temporary carrier network
+    /// error), `TEXT_TTL_EXPIRED` (a phone off for a while), `TEXT_UNKNOWN` (may be temporary),
+    /// and the content verdicts `TEXT_SPAM`, `TEXT_CARRIER_BLOCKED`, `TEXT_PROTECT_BLOCKED`,
+    /// `TEXT_INVALID_MESSAGE`, which say nothing about the number.
+    pub fn is_hard_failure(self) -> bool {
+        matches!(
+            self,
+            EventKind::Invalid | EventKind::Unreachable | EventKind::Blocked
+        )
+    }
+
+    /// `isFinal` when an event lacks it: failures and deliveries are final, progress is not.
+    pub fn default_final(self) -> bool {
+        !matches!(self, EventKind::Queued | EventKind::Pending)
+    }
+
+    /// Lower-case name for metric dimensions and log reasons (`text_blocked`).
+    pub fn reason(self) -> &'static str {
+        match self {
+            EventKind::Delivered => "text_delivered",
+            EventKind::Successful => "text_successful",
+            EventKind::Queued => "text_queued",
+            EventKind::Pending => "text_pending",
+            EventKind::Blocked => "text_blocked",
+            EventKind::TtlExpired => "text_ttl_expired",
+            EventKind::CarrierUnreachable => "text_carrier_unreachable",
+            EventKind::Invalid => "text_invalid",
+            EventKind::InvalidMessage => "text_invalid_message",
+            EventKind::CarrierBlocked => "text_carrier_blocked",
+            EventKind::Unreachable => "text_unreachable",
+            EventKind::Spam => "text_spam",
+            EventKind::Unknown => "text_unknown",
+            EventKind::ProtectBlocked => "text_protect_blocked",
+        }
+    }
+}
+
+/// One delivery event, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct Receipt<'a> {
+    pub kind: EventKind,
+    pub is_final: bool,
+    /// `eventTimestamp`, Unix ms.
+    pub event_ms: i64,
+    /// `messageId` of the provider.
+    pub provider_message_id: &'a str,
+    pub description: Option<&'a str>,
+    pub parts: Option<u32>,
+    pub carrier_name: Option<&'a str>,
+    pub iso_country_code: Option<&'a str>,
+}
+
+/// The log record a receipt belongs to, as read before applying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptTarget {
+    pub id: String,
+    /// `None` when the stored status is not one this code knows.
+    pub status: Option<LogStatus>,
+    /// Full E.164 of the recipient, when recorded.
+    pub phone_number: Option<String>,
+}
+
+/// What applying a receipt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// The record took the event's status.
+    Applied,
+    /// Nothing changed: an older or repeated event, or a final status kept (the reason).
+    Ignored(&'static str),
+    /// The sender has not finished the record yet: try again later.
+    NotReady,
+}
+
+/// Cost of one provider message, micro-USD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Price {
+    pub price_micros: u64,
+    pub carrier_fee_micros: u64,
+}
+
+impl Price {
+    pub fn total_micros(self) -> u64 {
+        self.price_micros.saturating_add(self.carrier_fee_micros)
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn ttl(at: Timestamp) -> AttributeValue {
+    number(at.as_second().max(0) as u64)
+}
+
+fn status_of(item: &HashMap<String, AttributeValue>) -> Option<LogStatus> {
+    let raw = item.get("status")?.as_s().ok()?;
+    serde_json::from_value(serde_json::Value::String(raw.clone())).ok()
+}
+
+fn target_of(item: &HashMap<String, AttributeValue>) -> Option<ReceiptTarget> {
+    let id = item.get(LOG_KEY)?.as_s().ok()?.clone();
+    Some(ReceiptTarget {
+        id,
+        status: status_of(item),
+        phone_number: item.get("phoneNumber").and_then(|v| v.as_s().ok()).cloned(),
+    })
+}
+
+/// Whether a transaction was cancelled because of its first item's condition (and not for a
+/// conflict or throttling, which are transient).
+fn first_condition_failed<R>(
+    err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
+) -> bool {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+            .cancellation_reasons()
+            .first()
+            .and_then(|r| r.code())
+            .is_some_and(|code| code == "ConditionalCheckFailed"),
+        _ => false,
+    }
+}
+
+impl LogStore {
+    /// Finds the record of a receipt: by the log id the sender put in `Context`, else by the
+    /// provider message id (index, eventually consistent). Works on raw items, so records of
+    /// any shape (send requests, keyword replies) take receipts.
+    pub async fn find_receipt_target(
+        &self,
+        log_id: Option<&str>,
+        provider_message_id: &str,
+    ) -> Result<Option<ReceiptTarget>, StoreError> {
+        if let Some(id) = log_id.filter(|id| !id.is_empty()) {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key(LOG_KEY, s(id))
+                .consistent_read(true)
+                .send()
+                .await?;
+            if let Some(target) = out.item.as_ref().and_then(target_of) {
+                return Ok(Some(target));
+            }
+        }
+        if provider_message_id.is_empty() {
+            return Ok(None);
+        }
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LOG_BY_PROVIDER_ID_INDEX)
+            .key_condition_expression("providerMessageId = :mid")
+            .expression_attribute_values(":mid", s(provider_message_id))
+            .limit(1)
+            .send()
+            .await?;
+        Ok(out.items.unwrap_or_default().first().and_then(target_of))
+    }
+
+    /// Applies a receipt's status to its record (see the module documentation), and moves the
+    /// number's hard-failure counter in the same transaction.
+    pub async fn apply_receipt(
+        &self,
+        target: &ReceiptTarget,
+        receipt: &Receipt<'_>,
+        now: Timestamp,
+    ) -> Result<ReceiptOutcome, StoreError> {
+        match target.status {
+            Some(LogStatus::Sent | LogStatus::Delivered | LogStatus::Undelivered) => {}
+            Some(status) if status.is_claimable() => return Ok(ReceiptOutcome::NotReady),
+            _ => return Ok(ReceiptOutcome::Ignored("record_not_sent")),
+        }
+        let new_status = receipt.kind.status();
+        let mut condition = String::from(
+            "attribute_exists(#id) AND #status IN (:sent, :delivered, :undelivered) \
+             AND (attribute_not_exists(lastEventMs) OR lastEventMs < :ts",
+        );
+        if receipt.is_final {
+            condition.push_str(" OR (lastEventMs = :ts AND receiptFinal = :false))");
+        } else {
+            condition
+                .push_str(") AND (attribute_not_exists(receiptFinal) OR receiptFinal = :false)");
+        }
+        if new_status == LogStatus::Sent {
+            condition.push_str(" AND #status <> :delivered");
+        }
+
+        let mut set = String::from(
+            "SET #status = :status, lastEventMs = :ts, lastEventType = :type, \
+             receiptFinal = :final, updatedAtMs = :now, \
+             statusHistory = list_append(if_not_exists(statusHistory, :empty), :change)",
+        );
+        let mut remove = Vec::new();
+        let mut values: HashMap<String, AttributeValue> = HashMap::from([
+            (":sent".into(), s(LogStatus::Sent.as_str())),
+            (":delivered".into(), s(LogStatus::Delivered.as_str())),
+            (":undelivered".into(), s(LogStatus::Undelivered.as_str())),
+            (":status".into(), s(new_status.as_str())),
+            (":ts".into(), n(receipt.event_ms)),
+            (":type".into(), s(receipt.kind.as_str())),
+            (":final".into(), AttributeValue::Bool(receipt.is_final)),
+            (":false".into(), AttributeValue::Bool(false)),
+            (":now".into(), n(now.as_millisecond())),
+            (":empty".into(), AttributeValue::L(vec![])),
+        ]);
+        let mut change = HashMap::from([
+            ("status".to_owned(), s(new_status.as_str())),
+            ("atMs".to_owned(), n(receipt.event_ms)),
+        ]);
+        match new_status {
+            LogStatus::Delivered => {
+                set.push_str(", deliveredAtMs = :ts");
+                remove.push("reason");
+            }
+            LogStatus::Undelivered => {
+                set.push_str(", reason = :reason");
+                values.insert(":reason".into(), s(receipt.kind.as_str()));
+                change.insert("reason".to_owned(), s(receipt.kind.as_str()));
+            }
+            _ => remove.push("reason"),
+        }
+        values.insert(
+            ":change".into(),
+            AttributeValue::L(vec![AttributeValue::M(change)]),
+        );
+        let optional = [
+            ("statusDescription", ":desc", receipt.description.map(s)),
+            ("carrierName", ":carrier", receipt.carrier_name.map(s)),
+            ("isoCountryCode", ":iso", receipt.iso_country_code.map(s)),
+            (
+                "messageParts",
+                ":parts",
+                receipt.parts.map(|p| number(u64::from(p))),
+            ),
+        ];
+        for (attribute, placeholder, value) in optional {
+            if let Some(value) = value {
+                set.push_str(&format!(", {attribute} = {placeholder}"));
+                values.insert(placeholder.into(), value);
+            }
+        }
+        let expression = if remove.is_empty() {
+            set
+        } else {
+            format!("{set} REMOVE {}", remove.join(", "))
+        };
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(LOG_KEY, s(&target.id))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .expression_attribute_names("#id", LOG_KEY)
+            .expression_attribute_names("#status", "status")
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|_| StoreError::Malformed("receipt update"))?;
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+
+        if let Some(phone) = &target.phone_number {
+            let counter = hard_failure_counter_id(phone);
+            if receipt.kind.is_hard_failure() {
+                let bump = Update::builder()
+                    .table_name(&self.table)
+                    .key(LOG_KEY, s(counter))
+                    .update_expression("ADD #count :one SET #ttl = :ttl")
+                    .expression_attribute_names("#count", "count")
+                    .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                    .expression_attribute_values(":one", number(1))
+                    .expression_attribute_values(":ttl", ttl(now + HARD_FAILURE_MEMORY))
+                    .build()
+                    .map_err(|_| StoreError::Malformed("hard failure counter update"))?;
+                items.push(TransactWriteItem::builder().update(bump).build());
+            } else if new_status == LogStatus::Delivered {
+                let reset = Delete::builder()
+                    .table_name(&self.table)
+                    .key(LOG_KEY, s(counter))
+                    .build()
+                    .map_err(|_| StoreError::Malformed("hard failure counter reset"))?;
+                items.push(TransactWriteItem::builder().delete(reset).build());
+            }
+        }
+
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(ReceiptOutcome::Applied),
+            Err(err) if first_condition_failed(&err) => {
+                Ok(ReceiptOutcome::Ignored(if receipt.is_final {
+                    "older_or_repeated_event"
+                } else {
+                    "older_event_or_final_status_kept"
+                }))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Adds a provider message's price to its record and to the spend counter `month_counter`,
+    /// once per provider message id. Returns whether it was added now.
+    pub async fn apply_price(
+        &self,
+        log_id: &str,
+        provider_message_id: &str,
+        price: Price,
+        month_counter: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let record = Update::builder()
+            .table_name(&self.table)
+            .key(LOG_KEY, s(log_id))
+            .update_expression(
+                "SET priceMicros = if_not_exists(priceMicros, :zero) + :price, \
+                 carrierFeeMicros = if_not_exists(carrierFeeMicros, :zero) + :fee, \
+                 updatedAtMs = :now \
+                 ADD pricedMessages :mids",
+            )
+            .condition_expression("attribute_exists(#id) AND NOT contains(pricedMessages, :mid)")
+            .expression_attribute_names("#id", LOG_KEY)
+            .expression_attribute_values(":zero", number(0))
+            .expression_attribute_values(":price", number(price.price_micros))
+            .expression_attribute_values(":fee", number(price.carrier_fee_micros))
+            .expression_attribute_values(":now", n(now.as_millisecond()))
+            .expression_attribute_values(
+                ":mids",
+                AttributeValue::Ss(vec![provider_message_id.to_owned()]),
+            )
+            .expression_attribute_values(":mid", s(provider_message_id))
+            .build()
+            .map_err(|_| StoreError::Malformed("price update"))?;
+        let counter = Update::builder()
+            .table_name(&self.table)
+            .key(LOG_KEY, s(month_counter))
+            .update_expression("ADD #count :total SET #ttl = :ttl")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":total", number(price.total_micros()))
+            .expression_attribute_values(":ttl", ttl(now + SPEND_COUNTER_KEEP))
+            .build()
+            .map_err(|_| StoreError::Malformed("spend counter update"))?;
+        match self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(record).build())
+            .transact_items(TransactWriteItem::builder().update(counter).build())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if first_condition_failed(&err) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The number's current run of hard failures (0 when none or expired).
+    pub async fn hard_failures(&self, e164: &str, now: Timestamp) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(LOG_KEY, s(hard_failure_counter_id(e164)))
+            .consistent_read(true)
+            .send()
+            .await?;
+        let Some(item) = out.item else {
+            return Ok(0);
+        };
+        let expired = item
+            .get(TTL_ATTRIBUTE)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|t| t <= now.as_second());
+        if expired {
+            return Ok(0);
+        }
+        Ok(item
+            .get("count")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0))
+    }
+
+    /// Forgets the number's run of hard failures (after it was marked undeliverable).
+    pub async fn reset_hard_failures(&self, e164: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(LOG_KEY, s(hard_failure_counter_id(e164)))
+            .send()
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_map_to_statuses_as_in_the_design() {
+        use EventKind::*;
+        assert_eq!(Delivered.status(), LogStatus::Delivered);
+        for kind in [Successful, Queued, Pending] {
+            assert_eq!(kind.status(), LogStatus::Sent, "{kind:?}");
+        }
+        for kind in [
+            Blocked,
+            TtlExpired,
+            CarrierUnreachable,
+            Invalid,
+            InvalidMessage,
+            CarrierBlocked,
+            Unreachable,
+            Spam,
+            Unknown,
+            ProtectBlocked,
+        ] {
+            assert_eq!(kind.status(), LogStatus::Undelivered, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn event_type_names_round_trip() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(kind.reason(), kind.as_str().to_ascii_lowercase());
+        }
+        assert_eq!(EventKind::parse("text_delivered"), None);
+        assert_eq!(EventKind::parse("VOICE_COMPLETED"), None);
+    }
+
+    #[test]
+    fn only_number_level_failures_are_hard() {
+        let hard: Vec<_> = EventKind::ALL
+            .into_iter()
+            .filter(|k| k.is_hard_failure())
+            .collect();
+        assert_eq!(
+            hard,
+            [
+                EventKind::Blocked,
+                EventKind::Invalid,
+                EventKind::Unreachable
+            ]
+        );
+    }
+
+    #[test]
+    fn progress_events_default_to_not_final() {
+        assert!(!EventKind::Queued.default_final());
+        assert!(!EventKind::Pending.default_final());
+        assert!(EventKind::Delivered.default_final());
+        assert!(EventKind::Blocked.default_final());
+    }
+
+    #[test]
+    fn counter_ids_are_per_number() {
+        assert_eq!(
+            hard_failure_counter_id("+14155550123"),
+            "counter#hard-fail#+14155550123"
+        );
+    }
+}

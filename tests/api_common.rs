@@ -1,0 +1,267 @@
+//! Helpers of the HTTP API tests (`opt_in_api.rs`, `verify_api.rs`): requests built from the
+//! payload-v2 events of `events/`, both handlers wired to one `TestEnv`, the SMS stub and a
+//! `ManualClock`, and a log capture.
+
+#![allow(dead_code)]
+
+use integration_tests::{SmsStub, TestEnv};
+use jiff::Timestamp;
+use lambda_http::{Body, Request};
+use serde_json::Value;
+use sms_shared::Config;
+use sms_shared::clock::ManualClock;
+use sms_shared::preferences::{ConsentEvent, Preferences};
+use sms_shared::sms::EumSender;
+use sms_shared::store::PreferencesStore;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// 2026-11-25 12:00 UTC, a Wednesday.
+pub const START: &str = "2026-11-25T12:00:00Z";
+
+/// One test's world: tables, SMS stub, clock, both APIs.
+pub struct Api {
+    pub env: TestEnv,
+    pub stub: SmsStub,
+    pub clock: Arc<ManualClock>,
+    pub opt_in: opt_in_api::State,
+    pub verify: verify_api::State<EumSender>,
+    pub config: Config,
+}
+
+impl Api {
+    pub async fn new() -> Api {
+        Self::with(&[]).await
+    }
+
+    pub async fn with(extra: &[(&str, &str)]) -> Api {
+        let env = TestEnv::new().await;
+        let stub = SmsStub::start().await;
+        let mut vars = vec![
+            ("SMS_SENDER", "eum"),
+            ("ORIGINATION_IDENTITY", "+18005550100"),
+            ("VERIFICATION_HMAC_KEY", "test-hmac-key"),
+        ];
+        vars.extend_from_slice(extra);
+        let config = env.config_with(&vars);
+        let clock = Arc::new(ManualClock::new(START.parse().unwrap()));
+        let sender = EumSender::new(stub.client(), &config.sms);
+        let opt_in = opt_in_api::State::new(config.clone(), env.dynamodb.clone(), clock.clone());
+        let verify =
+            verify_api::State::new(config.clone(), env.dynamodb.clone(), sender, clock.clone());
+        Api {
+            env,
+            stub,
+            clock,
+            opt_in,
+            verify,
+            config,
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        use sms_shared::clock::Clock;
+        self.clock.now()
+    }
+
+    pub fn preferences_store(&self) -> PreferencesStore {
+        PreferencesStore::new(
+            self.env.dynamodb.clone(),
+            self.env.tables.preferences.clone(),
+        )
+    }
+
+    pub async fn prefs(&self, user: &str) -> Option<Preferences> {
+        self.preferences_store().get(user).await.unwrap()
+    }
+
+    pub async fn history(&self, user: &str) -> Vec<ConsentEvent> {
+        self.preferences_store()
+            .consent_history(user)
+            .await
+            .unwrap()
+    }
+
+    /// Sends a request to whichever function serves its path.
+    pub async fn call(&self, request: Request) -> Reply {
+        let path = request.uri().path().to_owned();
+        let response = if path.contains("phone-verification") {
+            verify_api::handler(&self.verify, request).await
+        } else {
+            opt_in_api::handler(&self.opt_in, request).await
+        }
+        .expect("handlers answer every request");
+        Reply::from(response)
+    }
+}
+
+/// A response, its body parsed.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub retry_after: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl From<lambda_http::Response<Body>> for Reply {
+    fn from(r: lambda_http::Response<Body>) -> Self {
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let body = match r.body() {
+            Body::Text(t) => serde_json::from_str(t).expect("JSON body"),
+            Body::Binary(b) => serde_json::from_slice(b).expect("JSON body"),
+            Body::Empty => Value::Null,
+            _ => Value::Null,
+        };
+        Reply {
+            status: r.status().as_u16(),
+            retry_after: header("retry-after"),
+            content_type: header("content-type"),
+            body,
+        }
+    }
+}
+
+impl Reply {
+    /// Asserts a §5 error: status, code, and the `{error, code}` shape.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{:?}", self.body);
+        assert_eq!(self.body["code"], code, "{:?}", self.body);
+        assert!(
+            self.body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{:?}",
+            self.body
+        );
+    }
+}
+
+/// The event `events/<name>.json` as JSON.
+pub fn event(name: &str) -> Value {
+    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// How to change an event before it becomes a request.
+#[derive(Default, Clone)]
+pub struct Edit<'a> {
+    /// `Some(None)`: no authorizer at all.
+    pub user: Option<Option<&'a str>>,
+    /// Raw body text.
+    pub body: Option<String>,
+    pub content_type: Option<Option<&'a str>>,
+    pub method: Option<&'a str>,
+    pub path: Option<&'a str>,
+    pub headers: Vec<(&'a str, &'a str)>,
+    pub source_ip: Option<&'a str>,
+}
+
+pub fn request(name: &str, edit: Edit<'_>) -> Request {
+    let mut e = event(name);
+    match edit.user {
+        Some(Some(user)) => e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = user.into(),
+        Some(None) => {
+            e["requestContext"]
+                .as_object_mut()
+                .unwrap()
+                .remove("authorizer");
+        }
+        None => {}
+    }
+    if let Some(body) = edit.body {
+        e["body"] = body.into();
+    }
+    match edit.content_type {
+        Some(Some(ct)) => e["headers"]["content-type"] = ct.into(),
+        Some(None) => {
+            e["headers"].as_object_mut().unwrap().remove("content-type");
+        }
+        None => {}
+    }
+    if let Some(method) = edit.method {
+        e["requestContext"]["http"]["method"] = method.into();
+    }
+    if let Some(path) = edit.path {
+        e["rawPath"] = path.into();
+        e["requestContext"]["http"]["path"] = path.into();
+    }
+    if let Some(ip) = edit.source_ip {
+        e["requestContext"]["http"]["sourceIp"] = ip.into();
+    }
+    for (k, v) in edit.headers {
+        e["headers"][k] = v.into();
+    }
+    lambda_http::request::from_str(&e.to_string()).expect("a valid payload v2 event")
+}
+
+/// The event as user `user` with JSON body `body`.
+pub fn as_user(name: &str, user: &str, body: Option<Value>) -> Request {
+    request(
+        name,
+        Edit {
+            user: Some(Some(user)),
+            body: body.map(|b| b.to_string()),
+            ..Edit::default()
+        },
+    )
+}
+
+/// The code of a verification SMS body.
+pub fn code_in(body: &str) -> String {
+    let rest = body
+        .split("code is ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no code in {body:?}"));
+    let code: String = rest.chars().take(6).collect();
+    assert!(code.bytes().all(|b| b.is_ascii_digit()), "{body:?}");
+    code
+}
+
+/// Every log line of this test process, up to DEBUG (production runs at INFO; the SDK's own
+/// TRACE level dumps whole HTTP bodies and is never for production), for asserting what never
+/// appears in logs. One global subscriber: thread-scoped ones miss events of callsites whose
+/// interest another test's thread cached first. Tests running in parallel share the buffer,
+/// which only makes "never in any line" a stronger assertion.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+
+impl LogCapture {
+    pub fn start() -> LogCapture {
+        CAPTURE
+            .get_or_init(|| {
+                let capture = LogCapture::default();
+                let writer = capture.clone();
+                let subscriber = tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::DEBUG)
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone())
+                    .finish();
+                tracing::subscriber::set_global_default(subscriber)
+                    .expect("no other global subscriber in this test binary");
+                capture
+            })
+            .clone()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,465 @@
+//! `inbound-sms` through its real handler, on moto with the SMS API stub: STOP / START / HELP,
+//! shared numbers, once-only processing and replies, malformed input and faults (DESIGN §8).
+
+use aws_lambda_events::event::sns::SnsEvent;
+use delivery_status::{DeliveryStatus, RecordOutcome};
+use inbound_sms::{InboundError, InboundOutcome, InboundSms};
+use integration_tests::{Behavior, SmsStub, TestEnv};
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+use sms_shared::Config;
+use sms_shared::clock::ManualClock;
+use sms_shared::keywords::Intent;
+use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
+use sms_shared::sms::EumSender;
+use sms_shared::store::inbound::{inbound_log_id, reply_log_id};
+use sms_shared::store::receipts::EventKind;
+use sms_shared::store::schema::LOG_KEY;
+use sms_shared::store::{LogStore, PreferencesStore};
+use sms_shared::template;
+use std::sync::Arc;
+
+const PHONE: &str = "+14155550123";
+const OTHER_PHONE: &str = "+14155550199";
+/// `inboundMessageId`s of the sample events.
+const STOP_ID: &str = "c0ffee00-0000-4000-8000-000000000000";
+const START_ID: &str = "c0ffee00-0000-4000-8000-000000000002";
+const HELP_ID: &str = "c0ffee00-0000-4000-8000-000000000003";
+
+struct Fixture {
+    env: TestEnv,
+    config: Config,
+    stub: SmsStub,
+    prefs: PreferencesStore,
+    log: LogStore,
+    clock: Arc<ManualClock>,
+    handler: InboundSms<EumSender>,
+}
+
+fn now() -> Timestamp {
+    "2026-11-25T12:10:00Z".parse().unwrap()
+}
+
+async fn fixture_with(extra: &[(&str, &str)]) -> Fixture {
+    let env = TestEnv::new().await;
+    let mut vars = vec![
+        ("SMS_SENDER", "eum"),
+        ("ORIGINATION_IDENTITY", "+18005550100"),
+    ];
+    vars.extend_from_slice(extra);
+    let config = env.config_with(&vars);
+    let stub = SmsStub::start().await;
+    let clock = Arc::new(ManualClock::new(now()));
+    let handler = InboundSms::new(
+        &config,
+        env.dynamodb.clone(),
+        EumSender::new(stub.client(), &config.sms),
+        clock.clone(),
+    );
+    Fixture {
+        prefs: PreferencesStore::new(env.dynamodb.clone(), &config.tables.preferences),
+        log: LogStore::new(env.dynamodb.clone(), &config.tables.log),
+        config,
+        stub,
+        clock,
+        handler,
+        env,
+    }
+}
+
+async fn fixture() -> Fixture {
+    fixture_with(&[]).await
+}
+
+/// `events/sns-inbound-<name>.json`, optionally with its inbound record edited.
+fn event(name: &str, edit: impl FnOnce(&mut Map<String, Value>)) -> SnsEvent {
+    let path = format!(
+        "{}/../events/sns-inbound-{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut event: SnsEvent = serde_json::from_str(&text).unwrap();
+    let mut message: Value = serde_json::from_str(&event.records[0].sns.message).unwrap();
+    edit(message.as_object_mut().unwrap());
+    event.records[0].sns.message = message.to_string();
+    event
+}
+
+fn sample(name: &str) -> SnsEvent {
+    event(name, |_| {})
+}
+
+impl Fixture {
+    /// A user with a verified phone who opted in on the web.
+    async fn user(&self, user_id: &str, phone: &str) {
+        let mut p = Preferences::new(user_id);
+        p.phone_number = Some(phone.into());
+        p.phone_verified = true;
+        p.allow_sms_invitations = true;
+        let at: Timestamp = "2026-11-01T10:00:00Z".parse().unwrap();
+        let grant = ConsentEvent::new(user_id, at, ConsentAction::Grant, ConsentMethod::OptInModal);
+        grant.apply_to(&mut p.consent);
+        self.prefs.save(&mut p, &[grant], at).await.unwrap();
+    }
+
+    async fn prefs(&self, user_id: &str) -> Preferences {
+        self.prefs.get(user_id).await.unwrap().unwrap()
+    }
+
+    async fn history(&self, user_id: &str) -> Vec<ConsentEvent> {
+        self.prefs.consent_history(user_id).await.unwrap()
+    }
+
+    async fn handle(&self, event: SnsEvent) -> Vec<InboundOutcome> {
+        self.handler.handle(event).await.expect("handled")
+    }
+
+    async fn raw(&self, id: &str) -> Map<String, Value> {
+        let item = self
+            .env
+            .dynamodb
+            .get_item()
+            .table_name(&self.config.tables.log)
+            .key(
+                LOG_KEY,
+                aws_sdk_dynamodb::types::AttributeValue::S(id.into()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_default();
+        item.into_iter()
+            .filter_map(|(k, v)| match v {
+                aws_sdk_dynamodb::types::AttributeValue::S(s) => Some((k, json!(s))),
+                aws_sdk_dynamodb::types::AttributeValue::N(n) => Some((k, json!(n))),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn processed(intent: Intent, users_changed: usize, replied: bool) -> InboundOutcome {
+    InboundOutcome::Processed {
+        intent,
+        users_changed,
+        replied,
+    }
+}
+
+#[tokio::test]
+async fn stop_from_a_number_shared_by_two_users_revokes_both_and_confirms_once() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    f.user("u-2", PHONE).await;
+    f.user("u-3", OTHER_PHONE).await;
+
+    assert_eq!(
+        f.handle(sample("stop")).await,
+        [processed(Intent::OptOut, 2, true)]
+    );
+    for user in ["u-1", "u-2"] {
+        let p = f.prefs(user).await;
+        assert!(!p.has_consent(), "{user}");
+        assert_eq!(p.consent.revoked_method, Some(ConsentMethod::SmsKeyword));
+        // The revocation dates from when AWS received the STOP (the SNS publish time).
+        assert_eq!(
+            p.consent.revoked_at,
+            Some("2026-11-25T12:01:00Z".parse().unwrap())
+        );
+        let last = f.history(user).await.pop().unwrap();
+        assert_eq!(last.action, ConsentAction::Revoke);
+        assert_eq!(last.method, ConsentMethod::SmsKeyword);
+        assert_eq!(last.inbound_message_id.as_deref(), Some(STOP_ID));
+        assert_eq!(last.phone_number.as_deref(), Some(PHONE));
+    }
+    assert!(
+        f.prefs("u-3").await.has_consent(),
+        "another number is untouched"
+    );
+
+    let sent = f.stub.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, PHONE);
+    assert_eq!(
+        sent[0].body,
+        template::opt_out_confirmation(&f.config.branding)
+    );
+    assert_eq!(sent[0].message_type.as_deref(), Some("TRANSACTIONAL"));
+    assert_eq!(sent[0].context["logId"], reply_log_id(STOP_ID));
+
+    let reply = f.raw(&reply_log_id(STOP_ID)).await;
+    assert_eq!(reply["status"], json!("sent"));
+    assert_eq!(reply["providerMessageId"], json!(sent[0].message_id));
+    let marker = f.raw(&inbound_log_id(STOP_ID)).await;
+    assert_eq!(marker["intent"], json!("opt_out"));
+    assert_eq!(marker["phoneNumber"], json!(PHONE));
+    assert_eq!(marker["usersChanged"], json!("2"));
+
+    // SNS delivers it again: nothing more happens.
+    assert_eq!(f.handle(sample("stop")).await, [InboundOutcome::Duplicate]);
+    assert_eq!(f.stub.sent().len(), 1);
+    assert_eq!(f.history("u-1").await.len(), 2);
+}
+
+#[tokio::test]
+async fn plain_language_and_non_english_opt_outs_revoke() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    assert_eq!(
+        f.handle(sample("stop-plain")).await,
+        [processed(Intent::OptOut, 1, true)]
+    );
+    assert!(!f.prefs("u-1").await.has_consent());
+
+    let g = fixture().await;
+    g.user("u-1", PHONE).await;
+    let alto = event("other", |m| {
+        m.insert("messageBody".into(), json!("ALTO!"));
+    });
+    assert_eq!(g.handle(alto).await, [processed(Intent::OptOut, 1, true)]);
+}
+
+#[tokio::test]
+async fn when_the_provider_answers_stop_itself_no_second_confirmation_is_sent() {
+    let f = fixture_with(&[("PROVIDER_HANDLES_OPT_OUT_REPLY", "true")]).await;
+    f.user("u-1", PHONE).await;
+    assert_eq!(
+        f.handle(sample("stop")).await,
+        [processed(Intent::OptOut, 1, false)]
+    );
+    assert!(!f.prefs("u-1").await.has_consent());
+    assert!(f.stub.sent().is_empty());
+    assert!(f.raw(&reply_log_id(STOP_ID)).await.is_empty());
+    assert_eq!(
+        f.raw(&inbound_log_id(STOP_ID)).await["intent"],
+        json!("opt_out")
+    );
+}
+
+#[tokio::test]
+async fn start_re_grants_consent_to_every_user_of_the_number() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    f.user("u-2", PHONE).await;
+    f.handle(sample("stop")).await;
+
+    assert_eq!(
+        f.handle(sample("start")).await,
+        [processed(Intent::OptIn, 2, true)]
+    );
+    for user in ["u-1", "u-2"] {
+        let p = f.prefs(user).await;
+        assert!(p.has_consent(), "{user}");
+        assert_eq!(p.consent.method, Some(ConsentMethod::SmsKeyword));
+        let last = f.history(user).await.pop().unwrap();
+        assert_eq!(last.action, ConsentAction::Grant);
+        assert_eq!(last.inbound_message_id.as_deref(), Some(START_ID));
+    }
+    let sent = f.stub.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[1].body,
+        template::opt_in_confirmation(&f.config.branding)
+    );
+
+    assert_eq!(f.handle(sample("start")).await, [InboundOutcome::Duplicate]);
+    assert_eq!(f.stub.sent().len(), 2);
+    assert_eq!(f.history("u-1").await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_start_older_than_the_stop_does_not_undo_it() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    f.handle(sample("stop")).await;
+    // Sent a minute before the STOP, delivered after it (inbound SMS are unordered).
+    let mut late_start = sample("start");
+    late_start.records[0].sns.timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
+    assert_eq!(
+        f.handle(late_start).await,
+        [processed(Intent::OptIn, 0, false)]
+    );
+    assert!(!f.prefs("u-1").await.has_consent());
+    assert_eq!(f.stub.sent().len(), 1, "only the STOP confirmation");
+}
+
+#[tokio::test]
+async fn start_does_not_subscribe_a_user_who_never_consented() {
+    let f = fixture().await;
+    let mut p = Preferences::new("u-1");
+    p.phone_number = Some(PHONE.into());
+    f.prefs.save(&mut p, &[], now()).await.unwrap();
+    assert_eq!(
+        f.handle(sample("start")).await,
+        [processed(Intent::OptIn, 0, false)]
+    );
+    assert!(!f.prefs("u-1").await.has_consent());
+    assert!(f.stub.sent().is_empty());
+}
+
+#[tokio::test]
+async fn help_is_answered_once_however_often_it_is_delivered() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    let copies = (0..4).map(|_| f.handler.handle(sample("help")));
+    let results = futures_util::future::join_all(copies).await;
+    // Concurrent copies: one sends; the others find it done, or busy (and are retried).
+    for result in &results {
+        assert!(
+            matches!(result, Ok(_) | Err(InboundError::ReplyBusy(_))),
+            "{result:?}"
+        );
+    }
+    // Lambda retries whatever failed; afterwards every copy is a duplicate.
+    f.handle(sample("help")).await;
+    assert_eq!(f.handle(sample("help")).await, [InboundOutcome::Duplicate]);
+
+    let sent = f.stub.sent_to(PHONE);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body, template::help_text(&f.config.branding));
+    assert!(sent[0].body.contains("Msg & data rates may apply"));
+    assert!(
+        f.prefs("u-1").await.has_consent(),
+        "HELP changes no consent"
+    );
+    assert_eq!(
+        f.raw(&inbound_log_id(HELP_ID)).await["intent"],
+        json!("help")
+    );
+}
+
+#[tokio::test]
+async fn other_messages_are_recorded_and_not_answered() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    assert_eq!(
+        f.handle(sample("other")).await,
+        [processed(Intent::Other, 0, false)]
+    );
+    assert!(f.stub.sent().is_empty());
+    assert!(f.prefs("u-1").await.has_consent());
+    let marker = f
+        .raw(&inbound_log_id("c0ffee00-0000-4000-8000-000000000004"))
+        .await;
+    assert_eq!(marker["intent"], json!("other"));
+    assert_eq!(marker["body"], json!("see you at the battle tonight 👍"));
+}
+
+#[tokio::test]
+async fn a_transient_send_failure_fails_the_invocation_and_the_retry_completes_it() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    f.stub.push(Behavior::Throttle);
+    let err = f.handler.handle(sample("stop")).await.unwrap_err();
+    assert!(matches!(err, InboundError::Sms(_)), "{err}");
+    // The opt-out itself is already in place; only the marker waits for the retry.
+    assert!(!f.prefs("u-1").await.has_consent());
+    assert!(f.raw(&inbound_log_id(STOP_ID)).await.is_empty());
+    assert_eq!(
+        f.raw(&reply_log_id(STOP_ID)).await["status"],
+        json!("retry")
+    );
+
+    assert_eq!(
+        f.handle(sample("stop")).await,
+        [processed(Intent::OptOut, 0, true)]
+    );
+    assert_eq!(f.stub.sent().len(), 1);
+    assert_eq!(f.history("u-1").await.len(), 2, "one revocation, not two");
+    assert_eq!(f.handle(sample("stop")).await, [InboundOutcome::Duplicate]);
+}
+
+#[tokio::test]
+async fn a_refused_reply_is_recorded_and_not_retried() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    f.stub.fail_for_destination(PHONE, Behavior::OptedOut);
+    assert_eq!(
+        f.handle(sample("stop")).await,
+        [processed(Intent::OptOut, 1, false)]
+    );
+    assert!(!f.prefs("u-1").await.has_consent());
+    let reply = f.raw(&reply_log_id(STOP_ID)).await;
+    assert_eq!(reply["status"], json!("rejected"));
+    assert_eq!(
+        reply["errorCode"],
+        json!("DESTINATION_PHONE_NUMBER_OPTED_OUT")
+    );
+    assert_eq!(f.handle(sample("stop")).await, [InboundOutcome::Duplicate]);
+}
+
+#[tokio::test]
+async fn malformed_messages_are_skipped_without_writes() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    let cases = [
+        event("stop", |m| {
+            m.remove("inboundMessageId");
+        }),
+        event("stop", |m| {
+            m.insert("originationNumber".into(), json!("not a number"));
+        }),
+        event("stop", |m| {
+            m.insert("messageBody".into(), json!({"text": "STOP"}));
+        }),
+        {
+            let mut e = sample("stop");
+            e.records[0].sns.message = "STOP".into();
+            e
+        },
+    ];
+    for case in cases {
+        assert_eq!(f.handle(case).await, [InboundOutcome::Malformed]);
+    }
+    assert!(f.prefs("u-1").await.has_consent());
+    assert!(f.stub.sent().is_empty());
+    assert!(f.raw(&inbound_log_id(STOP_ID)).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_dynamodb_fault_fails_the_invocation() {
+    let f = fixture().await;
+    let broken = f.env.config_with(&[
+        ("SMS_SENDER", "eum"),
+        ("ORIGINATION_IDENTITY", "+18005550100"),
+        ("LOG_TABLE", "no-such-table"),
+    ]);
+    let handler = InboundSms::new(
+        &broken,
+        f.env.dynamodb.clone(),
+        EumSender::new(f.stub.client(), &broken.sms),
+        f.clock.clone(),
+    );
+    let err = handler.handle(sample("stop")).await.unwrap_err();
+    assert!(matches!(err, InboundError::Store(_)), "{err}");
+    assert!(f.stub.sent().is_empty());
+}
+
+#[tokio::test]
+async fn replies_take_delivery_receipts_like_any_message() {
+    let f = fixture().await;
+    f.handle(sample("help")).await;
+    let sent = f.stub.sent();
+    let path = format!(
+        "{}/../events/sns-delivery-delivered.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut receipt: SnsEvent =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut message: Value = serde_json::from_str(&receipt.records[0].sns.message).unwrap();
+    message["context"] = json!(sent[0].context);
+    message["messageId"] = json!(sent[0].message_id);
+    receipt.records[0].sns.message = message.to_string();
+
+    let delivery = DeliveryStatus::new(&f.config, f.env.dynamodb.clone(), f.clock.clone());
+    assert_eq!(
+        delivery.handle(receipt).await.unwrap(),
+        [RecordOutcome::Applied(EventKind::Delivered)]
+    );
+    let reply = f.raw(&reply_log_id(HELP_ID)).await;
+    assert_eq!(reply["status"], json!("delivered"));
+    assert_eq!(reply["priceMicros"], json!("5810"));
+    let _ = &f.log;
+}

@@ -1,0 +1,587 @@
+//! `template.yaml` must declare what the local stack creates and what the functions read:
+//! the tables with their keys, indexes and TTL attributes (`table_specs`), the queues with
+//! their dead-letter queues, visibility and receive count (`create_queues`), the SNS topics,
+//! and every environment variable of `Config` (`ENV_VARS`). No network, no moto: the
+//! template is read as YAML, with CloudFormation's short tags (`!Ref`, `!GetAtt`, `!Sub`)
+//! kept as tagged values.
+
+use integration_tests::local_stack::{DELIVERY_TOPIC, INBOUND_TOPIC, LocalStack};
+use serde_norway::Value;
+use sms_shared::config::{ENV_VARS, TableNames};
+use sms_shared::store::schema::{
+    MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_SECONDS, QueueUrls, TableSpec, table_specs,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The queue names `create_queues` gives (before the prefix): each has a `-dlq`.
+const LOCAL_QUEUES: [&str; 2] = ["transactional", "notifications"];
+/// Variables the template may set beyond `ENV_VARS` (read by the runtime, not by `Config`).
+const RUNTIME_VARS: [&str; 1] = ["RUST_LOG"];
+/// Only for `cargo lambda watch`; the template must never set it.
+const DEV_ONLY_VAR: &str = "DEV_AUTH_HEADER";
+/// Only `verify-api` gets the HMAC key.
+const SECRET_VAR: &str = "VERIFICATION_HMAC_KEY";
+/// Retention of the local dead-letter queues (14 days).
+const DLQ_RETENTION_SECONDS: u64 = 1_209_600;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn template() -> Value {
+    let path = repo_root().join("template.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("parsing template.yaml: {e}"))
+}
+
+/// A CloudFormation function call in short (`!Ref X`) or long (`{Ref: X}`) form.
+fn intrinsic<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == name => Some(&tagged.value),
+        Value::Mapping(map) if map.len() == 1 => {
+            let long = if name == "Ref" {
+                name.to_owned()
+            } else {
+                format!("Fn::{name}")
+            };
+            map.get(long.as_str())
+        }
+        _ => None,
+    }
+}
+
+/// The logical id of `!Ref X`.
+fn ref_target(value: &Value) -> Option<&str> {
+    intrinsic(value, "Ref")?.as_str()
+}
+
+/// `(logical id, attribute)` of `!GetAtt X.Attr` or `!GetAtt [X, Attr]`.
+fn get_att(value: &Value) -> Option<(String, String)> {
+    let args = intrinsic(value, "GetAtt")?;
+    if let Some(s) = args.as_str() {
+        let (id, attr) = s.split_once('.')?;
+        return Some((id.to_owned(), attr.to_owned()));
+    }
+    let seq = args.as_sequence()?;
+    Some((
+        seq.first()?.as_str()?.to_owned(),
+        seq.get(1)?.as_str()?.to_owned(),
+    ))
+}
+
+/// The string of `!Sub "..."` (or of `!Sub ["...", {...}]`).
+fn sub_string(value: &Value) -> Option<&str> {
+    let args = intrinsic(value, "Sub")?;
+    args.as_str()
+        .or_else(|| args.as_sequence()?.first()?.as_str())
+}
+
+fn resources(t: &Value) -> &serde_norway::Mapping {
+    t["Resources"].as_mapping().expect("Resources is a mapping")
+}
+
+fn resource<'a>(t: &'a Value, id: &str) -> &'a Value {
+    t["Resources"]
+        .get(id)
+        .unwrap_or_else(|| panic!("template.yaml has no resource {id}"))
+}
+
+fn of_type<'a>(t: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(id, r)| (id.as_str().expect("logical ids are strings"), r))
+        .collect()
+}
+
+/// Variables of the Globals section.
+fn global_env(t: &Value) -> &serde_norway::Mapping {
+    t["Globals"]["Function"]["Environment"]["Variables"]
+        .as_mapping()
+        .expect("Globals.Function.Environment.Variables")
+}
+
+/// The logical id a global variable refers to (`LOG_TABLE: !Ref LogTable`).
+fn global_ref<'a>(t: &'a Value, var: &str) -> &'a str {
+    let value = global_env(t)
+        .get(var)
+        .unwrap_or_else(|| panic!("Globals do not set {var}"));
+    ref_target(value).unwrap_or_else(|| panic!("{var} is not a !Ref to a resource"))
+}
+
+/// `{function directory name: (logical id, resource)}` of the SAM functions.
+fn functions(t: &Value) -> BTreeMap<String, (&str, &Value)> {
+    of_type(t, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(id, f)| {
+            let code = f["Properties"]["CodeUri"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: CodeUri is a path"));
+            let name = code
+                .strip_prefix("functions/")
+                .unwrap_or_else(|| panic!("{id}: CodeUri {code} is not functions/<name>"));
+            (name.to_owned(), (id, f))
+        })
+        .collect()
+}
+
+fn as_u64(value: &Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+#[test]
+fn template_declares_one_function_per_crate() {
+    let t = template();
+    let crates: BTreeSet<String> = std::fs::read_dir(repo_root().join("functions"))
+        .expect("functions/ exists")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let fns = functions(&t);
+    let declared: BTreeSet<String> = fns.keys().cloned().collect();
+    assert_eq!(declared, crates, "template functions vs functions/*");
+    assert_eq!(
+        declared,
+        [
+            "delivery-status",
+            "inbound-sms",
+            "opt-in-api",
+            "sender",
+            "verify-api"
+        ]
+        .map(String::from)
+        .into(),
+    );
+    for (name, (id, f)) in &fns {
+        assert_eq!(
+            f["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{name} ({id}) is built by cargo-lambda"
+        );
+    }
+    let g = &t["Globals"]["Function"];
+    assert_eq!(g["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(g["Handler"].as_str(), Some("bootstrap"));
+    assert_eq!(g["Tracing"].as_str(), Some("Active"));
+    assert_eq!(
+        g["Architectures"].as_sequence().map(|a| a.as_slice()),
+        Some([Value::from("arm64")].as_slice())
+    );
+}
+
+/// The table of the template with the keys of one `TableSpec`.
+fn assert_table_matches(t: &Value, spec: &TableSpec) {
+    let id = spec.name.as_str();
+    let table = resource(t, id);
+    assert_eq!(table["Type"].as_str(), Some("AWS::DynamoDB::Table"), "{id}");
+    let p = &table["Properties"];
+    assert_eq!(p["BillingMode"].as_str(), Some("PAY_PER_REQUEST"), "{id}");
+
+    let attrs: BTreeSet<(String, String)> = p["AttributeDefinitions"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{id}: AttributeDefinitions"))
+        .iter()
+        .map(|a| {
+            (
+                a["AttributeName"].as_str().unwrap_or_default().to_owned(),
+                a["AttributeType"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<(String, String)> = spec
+        .attributes
+        .iter()
+        .map(|(n, k)| ((*n).to_owned(), k.as_str().to_owned()))
+        .collect();
+    assert_eq!(attrs, want, "{id}: attribute definitions");
+
+    assert_eq!(
+        key_schema(&p["KeySchema"]),
+        (
+            spec.partition_key.to_owned(),
+            spec.sort_key.map(str::to_owned)
+        ),
+        "{id}: key schema"
+    );
+
+    let indexes: BTreeMap<String, (String, Option<String>)> = p["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .map(|s| s.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|gsi| {
+            let name = gsi["IndexName"].as_str().unwrap_or_default().to_owned();
+            assert_eq!(
+                gsi["Projection"]["ProjectionType"].as_str(),
+                Some("ALL"),
+                "{id}.{name}: the local stack projects all attributes"
+            );
+            (name, key_schema(&gsi["KeySchema"]))
+        })
+        .collect();
+    let want: BTreeMap<String, (String, Option<String>)> = spec
+        .indexes
+        .iter()
+        .map(|(n, pk, sk)| ((*n).to_owned(), ((*pk).to_owned(), sk.map(str::to_owned))))
+        .collect();
+    assert_eq!(indexes, want, "{id}: global secondary indexes");
+
+    let ttl = &p["TimeToLiveSpecification"];
+    match spec.ttl_attribute {
+        Some(attr) => {
+            assert_eq!(ttl["AttributeName"].as_str(), Some(attr), "{id}: TTL");
+            assert_eq!(ttl["Enabled"].as_bool(), Some(true), "{id}: TTL on");
+        }
+        None => assert!(ttl.is_null(), "{id}: the local stack has no TTL here"),
+    }
+    assert_eq!(
+        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
+        Some(true),
+        "{id}: point-in-time recovery"
+    );
+    assert!(
+        !p["DeletionProtectionEnabled"].is_null(),
+        "{id}: deletion protection is set (parameterised)"
+    );
+    assert_eq!(table["DeletionPolicy"].as_str(), Some("Retain"), "{id}");
+    assert_eq!(
+        table["UpdateReplacePolicy"].as_str(),
+        Some("Retain"),
+        "{id}"
+    );
+}
+
+/// `(hash key, range key)` of a KeySchema list.
+fn key_schema(value: &Value) -> (String, Option<String>) {
+    let mut hash = None;
+    let mut range = None;
+    for k in value.as_sequence().expect("KeySchema is a list") {
+        let name = k["AttributeName"].as_str().map(str::to_owned);
+        match k["KeyType"].as_str() {
+            Some("HASH") => hash = name,
+            Some("RANGE") => range = name,
+            other => panic!("unknown KeyType {other:?}"),
+        }
+    }
+    (hash.expect("a HASH key"), range)
+}
+
+#[test]
+fn tables_match_the_local_stack() {
+    let t = template();
+    // Name each table after the resource the functions' variable points to, so the specs
+    // are compared with the tables the functions really use.
+    let names = TableNames {
+        log: global_ref(&t, "LOG_TABLE").to_owned(),
+        preferences: global_ref(&t, "PREFERENCES_TABLE").to_owned(),
+        verification: global_ref(&t, "VERIFICATION_TABLE").to_owned(),
+    };
+    let specs = table_specs(&names);
+    for spec in &specs {
+        assert_table_matches(&t, spec);
+    }
+    let declared: BTreeSet<&str> = of_type(&t, "AWS::DynamoDB::Table")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let local: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(declared, local, "tables beyond the local stack's");
+}
+
+#[test]
+fn queues_match_the_local_stack() {
+    let t = template();
+    let vars = [
+        ("TRANSACTIONAL_QUEUE_URL", "TRANSACTIONAL_DLQ_URL"),
+        ("NOTIFICATIONS_QUEUE_URL", "NOTIFICATIONS_DLQ_URL"),
+    ];
+    for (name, (queue_var, dlq_var)) in LOCAL_QUEUES.iter().zip(vars) {
+        let queue_id = global_ref(&t, queue_var);
+        let dlq_id = global_ref(&t, dlq_var);
+        let queue = resource(&t, queue_id);
+        let dlq = resource(&t, dlq_id);
+        for (id, r) in [(queue_id, queue), (dlq_id, dlq)] {
+            assert_eq!(r["Type"].as_str(), Some("AWS::SQS::Queue"), "{id}");
+            assert!(
+                r["Properties"]["FifoQueue"].is_null(),
+                "{id}: the send queues are standard queues"
+            );
+        }
+        let queue_name = sub_string(&queue["Properties"]["QueueName"])
+            .unwrap_or_else(|| panic!("{queue_id}: QueueName is !Sub"));
+        assert!(
+            queue_name.ends_with(&format!("-{name}")),
+            "{queue_id}: {queue_name} is not the local queue {name}"
+        );
+        let dlq_name = sub_string(&dlq["Properties"]["QueueName"])
+            .unwrap_or_else(|| panic!("{dlq_id}: QueueName is !Sub"));
+        assert!(
+            dlq_name.ends_with(&format!("-{name}-dlq")),
+            "{dlq_id}: {dlq_name} is not the local queue {name}-dlq"
+        );
+        assert_eq!(
+            as_u64(&queue["Properties"]["VisibilityTimeout"]),
+            Some(u64::from(QUEUE_VISIBILITY_SECONDS)),
+            "{queue_id}: visibility timeout"
+        );
+        let redrive = &queue["Properties"]["RedrivePolicy"];
+        assert_eq!(
+            as_u64(&redrive["maxReceiveCount"]),
+            Some(u64::from(MAX_RECEIVE_COUNT)),
+            "{queue_id}: maxReceiveCount"
+        );
+        assert_eq!(
+            get_att(&redrive["deadLetterTargetArn"]),
+            Some((dlq_id.to_owned(), "Arn".to_owned())),
+            "{queue_id}: redrives to {dlq_id}"
+        );
+        assert_eq!(
+            as_u64(&dlq["Properties"]["MessageRetentionPeriod"]),
+            Some(DLQ_RETENTION_SECONDS),
+            "{dlq_id}: retention"
+        );
+
+        // The sender consumes it with partial batch failures and a maximum concurrency.
+        let (_, (sender_id, sender)) = functions(&t)
+            .into_iter()
+            .find(|(n, _)| n == "sender")
+            .expect("a sender function");
+        let mappings: Vec<&Value> = of_type(&t, "AWS::Lambda::EventSourceMapping")
+            .into_iter()
+            .map(|(_, m)| &m["Properties"])
+            .filter(|p| get_att(&p["EventSourceArn"]).is_some_and(|(id, _)| id == queue_id))
+            .collect();
+        assert_eq!(mappings.len(), 1, "{queue_id}: one event source mapping");
+        let m = mappings[0];
+        assert_eq!(ref_target(&m["FunctionName"]), Some(sender_id));
+        assert_eq!(
+            m["FunctionResponseTypes"]
+                .as_sequence()
+                .map(|s| s.as_slice()),
+            Some([Value::from("ReportBatchItemFailures")].as_slice()),
+            "{queue_id}: the sender's batchItemFailures are honoured"
+        );
+        assert!(
+            !m["ScalingConfig"]["MaximumConcurrency"].is_null(),
+            "{queue_id}: maximum concurrency"
+        );
+        let timeout = as_u64(&sender["Properties"]["Timeout"])
+            .or_else(|| as_u64(&t["Globals"]["Function"]["Timeout"]))
+            .expect("a timeout");
+        assert!(
+            timeout < u64::from(QUEUE_VISIBILITY_SECONDS),
+            "the sender's timeout {timeout} s must be below the visibility timeout"
+        );
+    }
+}
+
+#[test]
+fn topics_match_the_local_stack_and_feed_their_functions() {
+    let t = template();
+    let fns = functions(&t);
+    for (topic, function) in [
+        (DELIVERY_TOPIC, "delivery-status"),
+        (INBOUND_TOPIC, "inbound-sms"),
+    ] {
+        let (topic_id, _) = of_type(&t, "AWS::SNS::Topic")
+            .into_iter()
+            .find(|(_, r)| {
+                sub_string(&r["Properties"]["TopicName"])
+                    .is_some_and(|n| n.ends_with(&format!("-{topic}")))
+            })
+            .unwrap_or_else(|| panic!("no topic named like the local {topic}"));
+
+        // The function is subscribed, with an on-failure destination on an SQS queue.
+        let (_, f) = fns[function];
+        let subscribed = f["Properties"]["Events"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{function} has events"))
+            .values()
+            .any(|e| {
+                e["Type"].as_str() == Some("SNS")
+                    && ref_target(&e["Properties"]["Topic"]) == Some(topic_id)
+            });
+        assert!(subscribed, "{function} is subscribed to {topic_id}");
+        let on_failure = &f["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+        assert_eq!(on_failure["Type"].as_str(), Some("SQS"), "{function}");
+        let (dlq, _) = get_att(&on_failure["Destination"])
+            .unwrap_or_else(|| panic!("{function}: on-failure destination"));
+        assert_eq!(resource(&t, &dlq)["Type"].as_str(), Some("AWS::SQS::Queue"));
+        let alarmed = of_type(&t, "AWS::CloudWatch::Alarm")
+            .into_iter()
+            .any(|(_, a)| {
+                a["Properties"]["Dimensions"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .any(|d| get_att(&d["Value"]).is_some_and(|(id, _)| id == dlq))
+            });
+        assert!(alarmed, "{dlq} has an alarm");
+
+        // End User Messaging may publish, from this account only.
+        let policy = of_type(&t, "AWS::SNS::TopicPolicy")
+            .into_iter()
+            .find(|(_, p)| {
+                p["Properties"]["Topics"]
+                    .as_sequence()
+                    .is_some_and(|ts| ts.iter().any(|x| ref_target(x) == Some(topic_id)))
+            })
+            .unwrap_or_else(|| panic!("{topic_id} has a topic policy"))
+            .1;
+        let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .expect("statements");
+        assert!(
+            statements.iter().any(|s| {
+                s["Principal"]["Service"].as_str() == Some("sms-voice.amazonaws.com")
+                    && s["Action"].as_str() == Some("sns:Publish")
+                    && !s["Condition"]["StringEquals"]["aws:SourceAccount"].is_null()
+                    && !s["Condition"]["ArnLike"]["aws:SourceArn"].is_null()
+            }),
+            "{topic_id}: sms-voice.amazonaws.com may publish, scoped by source account and ARN"
+        );
+    }
+}
+
+#[test]
+fn environment_is_what_the_config_reads() {
+    let t = template();
+    let known: BTreeSet<&str> = ENV_VARS.iter().copied().chain(RUNTIME_VARS).collect();
+    let globals: BTreeMap<&str, &Value> = global_env(&t)
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("variable names are strings"), v))
+        .collect();
+
+    // Every variable the local stack hands the functions is one the config reads and the
+    // template sets.
+    let stack = LocalStack {
+        tables: TableNames {
+            log: String::new(),
+            preferences: String::new(),
+            verification: String::new(),
+        },
+        queues: QueueUrls {
+            transactional: String::new(),
+            transactional_dlq: String::new(),
+            notifications: String::new(),
+            notifications_dlq: String::new(),
+        },
+        delivery_topic_arn: String::new(),
+        inbound_topic_arn: String::new(),
+    };
+    for (var, _) in stack.env_pairs() {
+        if ENV_VARS.contains(&var) {
+            assert!(globals.contains_key(var), "the template does not set {var}");
+        }
+    }
+
+    for (name, (id, f)) in functions(&t) {
+        let own: BTreeMap<&str, &Value> = f["Properties"]["Environment"]["Variables"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str().expect("variable names are strings"), v))
+            .collect();
+        let env: BTreeMap<&str, &Value> =
+            globals.iter().chain(&own).map(|(k, v)| (*k, *v)).collect();
+        for var in env.keys() {
+            assert!(
+                known.contains(var),
+                "{name} ({id}) sets {var}, which the configuration does not read"
+            );
+        }
+        assert!(
+            !env.contains_key(DEV_ONLY_VAR),
+            "{name} ({id}): {DEV_ONLY_VAR} must never be set by the template"
+        );
+        for var in ENV_VARS {
+            if *var == DEV_ONLY_VAR || *var == SECRET_VAR {
+                continue;
+            }
+            assert!(env.contains_key(var), "{name} ({id}) does not get {var}");
+        }
+        assert_eq!(
+            env["SMS_SENDER"].as_str(),
+            Some("eum"),
+            "{name}: real sender"
+        );
+        match (name.as_str(), env.get(SECRET_VAR)) {
+            ("verify-api", Some(v)) => {
+                let s = sub_string(v).or_else(|| v.as_str()).unwrap_or_default();
+                assert!(
+                    s.starts_with("{{resolve:secretsmanager:")
+                        || s.starts_with("{{resolve:ssm-secure:"),
+                    "verify-api: {SECRET_VAR} must be resolved from a secret, not written down"
+                );
+            }
+            ("verify-api", None) => panic!("verify-api does not get {SECRET_VAR}"),
+            (_, Some(_)) => panic!("{name} gets {SECRET_VAR}; only verify-api needs it"),
+            (_, None) => {}
+        }
+    }
+
+    // No resource anywhere sets the development-only variable.
+    for (id, r) in resources(&t) {
+        let vars = &r["Properties"]["Environment"]["Variables"];
+        assert!(
+            vars.get(DEV_ONLY_VAR).is_none(),
+            "{id:?} sets {DEV_ONLY_VAR}"
+        );
+    }
+    assert!(
+        t["Parameters"]["VerificationHmacSecretId"]["Default"].is_null(),
+        "the HMAC secret has no default"
+    );
+}
+
+#[test]
+fn functions_send_only_from_the_configured_identity() {
+    let t = template();
+    for (name, (id, f)) in functions(&t) {
+        for policy in f["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            for s in policy["Statement"].as_sequence().into_iter().flatten() {
+                let actions: Vec<&str> = match &s["Action"] {
+                    Value::String(a) => vec![a.as_str()],
+                    Value::Sequence(a) => a.iter().filter_map(Value::as_str).collect(),
+                    _ => vec![],
+                };
+                assert!(
+                    !actions.iter().any(|a| a.contains('*')),
+                    "{name} ({id}): wildcard action in {actions:?}"
+                );
+                if !actions.contains(&"sms-voice:SendTextMessage") {
+                    continue;
+                }
+                let resources = s["Resource"].as_sequence().expect("a list of resources");
+                assert!(
+                    resources
+                        .iter()
+                        .any(|r| ref_target(r) == Some("OriginationIdentityArn")),
+                    "{name}: sends from the configured origination identity"
+                );
+                assert!(
+                    resources
+                        .iter()
+                        .any(|r| get_att(r).is_some_and(|(c, _)| c == "SmsConfigurationSet")),
+                    "{name}: sends with the configuration set"
+                );
+                assert!(
+                    !resources.iter().any(|r| r.as_str() == Some("*")),
+                    "{name}: SendTextMessage on *"
+                );
+            }
+        }
+    }
+}

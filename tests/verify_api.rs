@@ -1,0 +1,533 @@
+//! `verify-api` through its real handler against moto and the SMS stub (DESIGN §5).
+
+#[path = "api_common.rs"]
+mod api_common;
+
+use api_common::{Api, Edit, LogCapture, Reply, as_user, code_in, request};
+use jiff::SignedDuration;
+use serde_json::json;
+use sms_shared::preferences::{ConsentAction, ConsentMethod};
+use sms_shared::store::{LogStatus, LogStore, VerificationStore};
+use sms_shared::template::REDACTED_CODE;
+
+const START: &str = "http-verification-start";
+const CHECK: &str = "http-verification-check";
+const OPT_IN: &str = "http-opt-in-post";
+const PREFS: &str = "http-preferences-get";
+const NUMBER: &str = "+14155550123";
+
+async fn start(api: &Api, user: &str, number: &str) -> Reply {
+    api.call(as_user(START, user, Some(json!({"phoneNumber": number}))))
+        .await
+}
+
+async fn check(api: &Api, user: &str, code: &str) -> Reply {
+    api.call(as_user(CHECK, user, Some(json!({"code": code}))))
+        .await
+}
+
+/// The code of the last SMS sent to `number`.
+fn last_code(api: &Api, number: &str) -> String {
+    let sent = api.stub.sent_to(number);
+    code_in(&sent.last().expect("a code was sent").body)
+}
+
+fn wrong(code: &str) -> String {
+    let n: u32 = code.parse().unwrap();
+    format!("{:06}", (n + 1) % 1_000_000)
+}
+
+fn codes(api: &Api) -> VerificationStore {
+    VerificationStore::new(
+        api.env.dynamodb.clone(),
+        api.env.tables.verification.clone(),
+    )
+}
+
+#[tokio::test]
+async fn opt_in_then_verify_then_preferences_show_verified_and_consent() {
+    let api = Api::new().await;
+    let opt_in =
+        json!({"action": "opt_in", "phoneNumber": NUMBER, "timeZone": "America/Los_Angeles"});
+    assert_eq!(
+        api.call(as_user(OPT_IN, "u-1", Some(opt_in))).await.status,
+        200
+    );
+
+    let reply = start(&api, "u-1", "(415) 555-0123").await;
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    assert_eq!(
+        reply.body,
+        json!({"expiresInSeconds": 600, "resendAfterSeconds": 30, "phoneNumber": "+1415***0123"})
+    );
+
+    let sent = api.stub.sent_to(NUMBER);
+    assert_eq!(sent.len(), 1);
+    let sms = &sent[0];
+    assert_eq!(sms.message_type.as_deref(), Some("TRANSACTIONAL"));
+    assert_eq!(sms.message_feedback_enabled, Some(true));
+    assert_eq!(sms.origination_identity.as_deref(), Some("+18005550100"));
+    let code = code_in(&sms.body);
+
+    // Stored: the HMAC, never the code; logged: the body with the code redacted.
+    let record = codes(&api).get_code("u-1").await.unwrap().unwrap();
+    assert_eq!(record.phone_number, NUMBER);
+    assert_eq!(record.attempts, 0);
+    assert_eq!(
+        record.provider_message_id.as_deref(),
+        Some(sms.message_id.as_str())
+    );
+    assert!(!record.code_hmac.contains(&code));
+    let log_id = sms
+        .context
+        .get("logId")
+        .expect("log id in the context")
+        .clone();
+    assert_eq!(log_id, record.log_id);
+    let log = LogStore::new(api.env.dynamodb.clone(), api.env.tables.log.clone())
+        .get(&log_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(log.status, LogStatus::Sent);
+    assert_eq!(log.user_id.as_deref(), Some("u-1"));
+    let body = log.body.unwrap();
+    assert!(!body.contains(&code), "{body}");
+    assert!(body.contains(REDACTED_CODE), "{body}");
+    assert_eq!(
+        log.provider_message_id.as_deref(),
+        Some(sms.message_id.as_str())
+    );
+
+    api.clock.advance(SignedDuration::from_secs(40));
+    let reply = check(&api, "u-1", &code).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(
+        reply.body,
+        json!({"phoneVerified": true, "phoneNumber": NUMBER})
+    );
+
+    let prefs = api.call(as_user(PREFS, "u-1", None)).await.body;
+    assert_eq!(prefs["phoneVerified"], true);
+    assert_eq!(prefs["phoneNumber"], NUMBER);
+    assert_eq!(prefs["hasConsent"], true);
+    assert_eq!(prefs["allowSmsInvitations"], true);
+    let history = api.history("u-1").await;
+    let kinds: Vec<_> = history.iter().map(|e| (e.action, e.method)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (ConsentAction::Grant, ConsentMethod::OptInModal),
+            (
+                ConsentAction::PhoneVerified,
+                ConsentMethod::PhoneVerification
+            )
+        ]
+    );
+    assert_eq!(history[1].phone_number.as_deref(), Some(NUMBER));
+    assert_eq!(history[1].ip.as_deref(), Some("203.0.113.9"));
+    assert_eq!(history[1].at, api.now());
+    // The code's message is reported as received, once.
+    assert_eq!(
+        api.stub.feedback(),
+        [(sms.message_id.clone(), "RECEIVED".to_owned())]
+    );
+    // Used once.
+    check(&api, "u-1", &code)
+        .await
+        .assert_error(410, "code_used");
+}
+
+#[tokio::test]
+async fn five_wrong_codes_end_the_code_and_the_right_one_then_fails() {
+    let api = Api::new().await;
+    assert_eq!(start(&api, "u-2", NUMBER).await.status, 202);
+    let code = last_code(&api, NUMBER);
+    for remaining in (0..5).rev() {
+        let reply = check(&api, "u-2", &wrong(&code)).await;
+        reply.assert_error(422, "incorrect_code");
+        assert_eq!(reply.body["attemptsRemaining"], remaining);
+    }
+    check(&api, "u-2", &code)
+        .await
+        .assert_error(410, "too_many_attempts");
+    assert_eq!(api.prefs("u-2").await.map(|p| p.phone_verified), None);
+    assert!(api.stub.feedback().is_empty());
+}
+
+#[tokio::test]
+async fn a_code_expires_after_ten_minutes() {
+    let api = Api::new().await;
+    assert_eq!(start(&api, "u-early", NUMBER).await.status, 202);
+    let early = last_code(&api, NUMBER);
+    assert_eq!(start(&api, "u-late", "+14155550124").await.status, 202);
+    let late = last_code(&api, "+14155550124");
+
+    api.clock.advance(SignedDuration::from_secs(599));
+    assert_eq!(check(&api, "u-early", &early).await.status, 200);
+    api.clock.advance(SignedDuration::from_secs(1));
+    check(&api, "u-late", &late)
+        .await
+        .assert_error(410, "code_expired");
+    assert!(api.prefs("u-late").await.is_none());
+}
+
+#[tokio::test]
+async fn resend_inside_30_seconds_is_429_with_retry_after() {
+    let api = Api::new().await;
+    assert_eq!(start(&api, "u-3", NUMBER).await.status, 202);
+    let first = last_code(&api, NUMBER);
+    api.clock.advance(SignedDuration::from_secs(10));
+    let reply = start(&api, "u-3", NUMBER).await;
+    reply.assert_error(429, "resend_too_soon");
+    assert_eq!(reply.retry_after.as_deref(), Some("20"));
+    assert_eq!(api.stub.sent().len(), 1);
+
+    api.clock.advance(SignedDuration::from_secs(20));
+    assert_eq!(start(&api, "u-3", NUMBER).await.status, 202);
+    assert_eq!(api.stub.sent().len(), 2);
+    // The new code replaces the old one.
+    let second = last_code(&api, NUMBER);
+    if first != second {
+        check(&api, "u-3", &first)
+            .await
+            .assert_error(422, "incorrect_code");
+    }
+    assert_eq!(check(&api, "u-3", &second).await.status, 200);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_checks_of_the_right_code_verify_once() {
+    let api = Api::new().await;
+    assert_eq!(start(&api, "u-4", NUMBER).await.status, 202);
+    let code = last_code(&api, NUMBER);
+    let replies = futures_util::future::join_all((0..20).map(|_| check(&api, "u-4", &code))).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    assert_eq!(ok, 1, "{replies:?}");
+    for r in replies.iter().filter(|r| r.status != 200) {
+        r.assert_error(410, "code_used");
+    }
+    let history = api.history("u-4").await;
+    assert_eq!(history.len(), 1, "one verification event");
+    assert_eq!(api.stub.feedback().len(), 1);
+}
+
+#[tokio::test]
+async fn five_codes_per_user_per_hour() {
+    let api = Api::new().await;
+    for i in 0..5 {
+        let reply = start(&api, "u-5", NUMBER).await;
+        assert_eq!(reply.status, 202, "code {i}: {:?}", reply.body);
+        api.clock.advance(SignedDuration::from_secs(30));
+    }
+    let reply = start(&api, "u-5", NUMBER).await;
+    reply.assert_error(429, "rate_limited");
+    // 12:02:30 now; the window ends at 13:00.
+    assert_eq!(reply.retry_after.as_deref(), Some("3450"));
+    assert_eq!(api.stub.sent().len(), 5);
+    api.clock.advance(SignedDuration::from_secs(3450));
+    assert_eq!(start(&api, "u-5", NUMBER).await.status, 202);
+}
+
+#[tokio::test]
+async fn twenty_codes_per_ip_and_ten_per_prefix_per_hour() {
+    let api = Api::new().await;
+    // Different users and number ranges from one IP: the 21st is refused.
+    for i in 0..20 {
+        let number = format!("+1415{}0123", 200 + i);
+        let reply = start(&api, &format!("ip-user-{i}"), &number).await;
+        assert_eq!(reply.status, 202, "{i}: {:?}", reply.body);
+    }
+    let reply = start(&api, "ip-user-20", "+14152990123").await;
+    reply.assert_error(429, "rate_limited");
+    assert!(reply.retry_after.is_some());
+
+    // One number range from many IPs: the 11th is refused.
+    for i in 0..10 {
+        let reply = api
+            .call(request(
+                START,
+                Edit {
+                    user: Some(Some(&format!("prefix-user-{i}"))),
+                    body: Some(
+                        json!({"phoneNumber": format!("+1628555{:04}", 100 + i)}).to_string(),
+                    ),
+                    source_ip: Some(&format!("198.51.100.{i}")),
+                    ..Edit::default()
+                },
+            ))
+            .await;
+        assert_eq!(reply.status, 202, "{i}: {:?}", reply.body);
+    }
+    let reply = api
+        .call(request(
+            START,
+            Edit {
+                user: Some(Some("prefix-user-10")),
+                body: Some(json!({"phoneNumber": "+16285550999"}).to_string()),
+                source_ip: Some("198.51.100.99"),
+                ..Edit::default()
+            },
+        ))
+        .await;
+    reply.assert_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn a_number_another_user_verified_gets_the_same_answers() {
+    let api = Api::new().await;
+    assert_eq!(start(&api, "owner", NUMBER).await.status, 202);
+    let code = last_code(&api, NUMBER);
+    assert_eq!(check(&api, "owner", &code).await.status, 200);
+
+    api.clock.advance(SignedDuration::from_mins(1));
+    let reply = start(&api, "other", NUMBER).await;
+    assert_eq!(reply.status, 202);
+    assert_eq!(
+        reply.body,
+        json!({"expiresInSeconds": 600, "resendAfterSeconds": 30, "phoneNumber": "+1415***0123"})
+    );
+    let code = last_code(&api, NUMBER);
+    let reply = check(&api, "other", &code).await;
+    assert_eq!(
+        reply.body,
+        json!({"phoneVerified": true, "phoneNumber": NUMBER})
+    );
+    // The owner is untouched.
+    assert!(api.prefs("owner").await.unwrap().phone_verified);
+}
+
+#[tokio::test]
+async fn a_code_belongs_to_the_user_who_asked() {
+    let api = Api::new().await;
+    assert_eq!(start(&api, "alice", NUMBER).await.status, 202);
+    let code = last_code(&api, NUMBER);
+    check(&api, "mallory", &code)
+        .await
+        .assert_error(404, "no_pending_verification");
+    assert!(api.prefs("mallory").await.is_none());
+    assert_eq!(check(&api, "alice", &code).await.status, 200);
+}
+
+#[tokio::test]
+async fn bad_inputs_are_refused_and_change_nothing() {
+    let api = Api::new().await;
+    assert_eq!(start(&api, "u-6", NUMBER).await.status, 202);
+    let code = last_code(&api, NUMBER);
+    let record_before = codes(&api).get_code("u-6").await.unwrap().unwrap();
+    api.clock.advance(SignedDuration::from_secs(60));
+
+    let big = format!(r#"{{"phoneNumber": "{}"}}"#, "1".repeat(16 * 1024));
+    let cases: Vec<(&str, String, Option<&str>, u16, &str)> = vec![
+        (START, "{".into(), None, 400, "invalid_json"),
+        (START, "\"+14155550123\"".into(), None, 400, "invalid_json"),
+        (START, "{}".into(), None, 400, "missing_field"),
+        (
+            START,
+            r#"{"phoneNumber": 14155550123}"#.into(),
+            None,
+            400,
+            "invalid_field",
+        ),
+        (
+            START,
+            r#"{"phoneNumber": null}"#.into(),
+            None,
+            400,
+            "invalid_field",
+        ),
+        (
+            START,
+            r#"{"phoneNumber": "+14155550123", "userId": "x"}"#.into(),
+            None,
+            400,
+            "unknown_field",
+        ),
+        (
+            START,
+            r#"{"phoneNumber": "555"}"#.into(),
+            None,
+            400,
+            "invalid_phone_number",
+        ),
+        (
+            START,
+            r#"{"phoneNumber": "not a number"}"#.into(),
+            None,
+            400,
+            "invalid_phone_number",
+        ),
+        (
+            START,
+            r#"{"phoneNumber": "+44 20 7946 0958"}"#.into(),
+            None,
+            400,
+            "country_not_supported",
+        ),
+        (START, big, None, 413, "payload_too_large"),
+        (
+            START,
+            "phoneNumber=%2B14155550123".into(),
+            Some("application/x-www-form-urlencoded"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            CHECK,
+            r#"{"code": "12345"}"#.into(),
+            None,
+            400,
+            "invalid_code",
+        ),
+        (
+            CHECK,
+            r#"{"code": "1234567"}"#.into(),
+            None,
+            400,
+            "invalid_code",
+        ),
+        (
+            CHECK,
+            r#"{"code": "12345a"}"#.into(),
+            None,
+            400,
+            "invalid_code",
+        ),
+        (CHECK, r#"{"code": ""}"#.into(), None, 400, "invalid_code"),
+        (
+            CHECK,
+            // A number, not a string (also: a JSON number would lose leading zeros).
+            r#"{"code": 123456}"#.into(),
+            None,
+            400,
+            "invalid_field",
+        ),
+        (
+            CHECK,
+            r#"{"code": ["123456"]}"#.into(),
+            None,
+            400,
+            "invalid_field",
+        ),
+        (
+            CHECK,
+            r#"{"otp": "123456"}"#.into(),
+            None,
+            400,
+            "unknown_field",
+        ),
+        (CHECK, "".into(), None, 400, "invalid_json"),
+    ];
+    for (name, body, content_type, status, expected) in cases {
+        let reply = api
+            .call(request(
+                name,
+                Edit {
+                    user: Some(Some("u-6")),
+                    body: Some(body.clone()),
+                    content_type: content_type.map(Some),
+                    ..Edit::default()
+                },
+            ))
+            .await;
+        assert_eq!(reply.status, status, "{name} {body:.60}: {:?}", reply.body);
+        reply.assert_error(status, expected);
+        assert_eq!(
+            codes(&api).get_code("u-6").await.unwrap().unwrap(),
+            record_before,
+            "{name} {body:.60} changed the code"
+        );
+    }
+    assert_eq!(api.stub.sent().len(), 1, "no bad input sent anything");
+    assert!(api.prefs("u-6").await.is_none());
+    // The right code still works: no bad input cost an attempt.
+    assert_eq!(check(&api, "u-6", &code).await.status, 200);
+}
+
+#[tokio::test]
+async fn routes_methods_and_identity() {
+    let api = Api::new().await;
+    check(&api, "u-7", "123456")
+        .await
+        .assert_error(404, "no_pending_verification");
+    let get = request(
+        START,
+        Edit {
+            method: Some("GET"),
+            ..Edit::default()
+        },
+    );
+    api.call(get).await.assert_error(405, "method_not_allowed");
+    let other = request(
+        START,
+        Edit {
+            path: Some("/notifications/me/phone-verification/x/"),
+            ..Edit::default()
+        },
+    );
+    api.call(other).await.assert_error(404, "not_found");
+    let anonymous = request(
+        START,
+        Edit {
+            user: Some(None),
+            headers: vec![("x-dev-user-id", "u-dev")],
+            ..Edit::default()
+        },
+    );
+    api.call(anonymous).await.assert_error(401, "unauthorized");
+    assert!(api.stub.sent().is_empty());
+    // The event files as shipped: start answers 202; check of a wrong code 422.
+    assert_eq!(api.call(request(START, Edit::default())).await.status, 202);
+    let code = last_code(&api, NUMBER);
+    let reply = api.call(request(CHECK, Edit::default())).await;
+    if code == "123456" {
+        assert_eq!(reply.status, 200);
+    } else {
+        reply.assert_error(422, "incorrect_code");
+    }
+}
+
+#[tokio::test]
+async fn neither_the_code_nor_the_full_number_is_ever_logged() {
+    let api = Api::new().await;
+    let logs = LogCapture::start();
+    let opt_in = json!({"action": "opt_in", "phoneNumber": NUMBER});
+    assert_eq!(
+        api.call(as_user(OPT_IN, "u-8", Some(opt_in))).await.status,
+        200
+    );
+    assert_eq!(start(&api, "u-8", NUMBER).await.status, 202);
+    let code = last_code(&api, NUMBER);
+    start(&api, "u-8", NUMBER)
+        .await
+        .assert_error(429, "resend_too_soon");
+    check(&api, "u-8", &wrong(&code))
+        .await
+        .assert_error(422, "incorrect_code");
+    assert_eq!(check(&api, "u-8", &code).await.status, 200);
+    // A send the provider refuses logs its error, still masked.
+    api.clock.advance(SignedDuration::from_mins(1));
+    api.stub
+        .fail_for_destination("+14155550124", integration_tests::Behavior::OptedOut);
+    start(&api, "u-9", "+14155550124")
+        .await
+        .assert_error(400, "phone_opted_out");
+
+    let text = logs.text();
+    assert!(
+        text.contains("verification code sent"),
+        "the capture works: {text}"
+    );
+    assert!(text.contains("+1415***0123"), "numbers appear masked");
+    for line in text.lines() {
+        assert!(!line.contains(&code), "code in a log line: {line}");
+        assert!(
+            !line.contains("4155550123"),
+            "full number in a log line: {line}"
+        );
+        assert!(
+            !line.contains("4155550124"),
+            "full number in a log line: {line}"
+        );
+    }
+}
