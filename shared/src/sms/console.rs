@@ -17,7 +17,10 @@ pub struct ConsoleSender {
 impl SmsSender for ConsoleSender {
     async fn send(&self, sms: &OutboundSms<'_>) -> Result<SentSms, SmsError> {
         let n = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
-        let message_id = format!("console-{n}");
+        // Unique across processes too (each cold start counts from 1), like real message ids.
+        let mut salt = [0u8; 4];
+        let _ = getrandom::fill(&mut salt);
+        let message_id = format!("console-{:08x}-{n}", u32::from_le_bytes(salt));
         let mut out = std::io::stdout().lock();
         // A closed stdout must not fail a send in local runs.
         let _ = writeln!(
