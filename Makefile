@@ -46,3 +46,11 @@ bench:
 ## target/bench/RESULTS.quick.md and leaves bench/RESULTS.md alone.
 bench-quick:
 	@bench/run.sh --quick
+
+.PHONY: fuzz
+
+## make fuzz: build the cargo-fuzz targets of fuzz/ (stable toolchain, RUSTC_BOOTSTRAP=1) and
+## run each for FUZZ_SECONDS (default 20) from its seed corpus (docs/fuzz.md). The first build
+## takes about 15 minutes. Not part of `make test`.
+fuzz:
+	@scripts/fuzz.sh

@@ -211,6 +211,20 @@ pub fn as_user(name: &str, user: &str, body: Option<Value>) -> Request {
     )
 }
 
+/// A verification start (`events/http-verification-start.json`) by `user` for `number`,
+/// coming from `source_ip` (the per-IP window's key).
+pub fn verification_start(user: &str, number: &str, source_ip: &str) -> Request {
+    request(
+        "http-verification-start",
+        Edit {
+            user: Some(Some(user)),
+            body: Some(serde_json::json!({ "phoneNumber": number }).to_string()),
+            source_ip: Some(source_ip),
+            ..Edit::default()
+        },
+    )
+}
+
 /// The code of a verification SMS body.
 pub fn code_in(body: &str) -> String {
     let rest = body

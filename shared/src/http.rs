@@ -556,4 +556,172 @@ mod tests {
         assert_eq!(route_path("/lambda-url/opt-in-api/a/b/"), "/a/b");
         assert_eq!(route_path("/lambda-url/opt-in-api"), "/");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use serde::Serialize;
+
+        /// The shape of the preferences PATCH body of opt-in-api (its struct is private there):
+        /// strict, `nullable` where `null` means "clear", `non_null` elsewhere.
+        #[derive(Debug, Default, Deserialize, Serialize, PartialEq)]
+        #[serde(deny_unknown_fields, rename_all = "camelCase")]
+        struct Patch {
+            #[serde(
+                default,
+                deserialize_with = "non_null",
+                skip_serializing_if = "Option::is_none"
+            )]
+            allow_sms_invitations: Option<bool>,
+            #[serde(
+                default,
+                deserialize_with = "nullable",
+                skip_serializing_if = "Option::is_none"
+            )]
+            phone_number: Option<Option<String>>,
+            #[serde(
+                default,
+                deserialize_with = "non_null",
+                skip_serializing_if = "Option::is_none"
+            )]
+            sms_battle_reminders: Option<bool>,
+            #[serde(
+                default,
+                deserialize_with = "nullable",
+                skip_serializing_if = "Option::is_none"
+            )]
+            time_zone: Option<Option<String>>,
+        }
+
+        fn patch() -> impl Strategy<Value = Patch> {
+            let nullable_text = || proptest::option::of(proptest::option::of(any::<String>()));
+            (
+                proptest::option::of(any::<bool>()),
+                nullable_text(),
+                proptest::option::of(any::<bool>()),
+                nullable_text(),
+            )
+                .prop_map(|(a, p, r, z)| Patch {
+                    allow_sms_invitations: a,
+                    phone_number: p,
+                    sms_battle_reminders: r,
+                    time_zone: z,
+                })
+        }
+
+        fn content_type() -> impl Strategy<Value = Option<HeaderValue>> {
+            proptest::option::of(prop_oneof![
+                Just(HeaderValue::from_static("application/json")),
+                Just(HeaderValue::from_static(
+                    "Application/Merge-Patch+JSON; charset=utf-8"
+                )),
+                proptest::collection::vec(any::<u8>(), 0..40)
+                    .prop_filter_map("not a header value", |b| HeaderValue::from_bytes(&b).ok()),
+            ])
+        }
+
+        proptest! {
+            /// Any body and any content type: an answer, never a panic; refusals are 4xx.
+            #[test]
+            fn parse_json_never_panics(
+                body in prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..200),
+                    "\\PC{0,200}".prop_map(String::into_bytes),
+                    "[ {}\\[\\]\":,0-9a-zA-Z\\\\nul]{0,120}".prop_map(String::into_bytes),
+                ],
+                content_type in content_type(),
+            ) {
+                let mut headers = HeaderMap::new();
+                if let Some(value) = content_type {
+                    headers.insert(CONTENT_TYPE, value);
+                }
+                let errors = [
+                    parse_json::<Patch>(&headers, &body).err(),
+                    parse_json::<Value>(&headers, &body).err(),
+                ];
+                for e in errors.into_iter().flatten() {
+                    prop_assert!(e.status.is_client_error(), "{e:?}");
+                    prop_assert!(e.message.chars().count() <= 300);
+                }
+                let _ = object_keys(&body);
+            }
+
+            /// Every body the client would send for a PATCH is accepted as it was meant,
+            /// `null` included, and `object_keys` names exactly the fields it set.
+            #[test]
+            fn patch_bodies_round_trip(patch in patch(), pretty in any::<bool>()) {
+                let body = if pretty {
+                    serde_json::to_vec_pretty(&patch).unwrap()
+                } else {
+                    serde_json::to_vec(&patch).unwrap()
+                };
+                let parsed: Patch = parse_json(&json_headers(), &body).unwrap();
+                let mut keys = object_keys(&body);
+                keys.sort();
+                let mut expected: Vec<String> = match serde_json::to_value(&patch).unwrap() {
+                    Value::Object(map) => map.keys().cloned().collect(),
+                    other => panic!("{other}"),
+                };
+                expected.sort();
+                prop_assert_eq!(parsed, patch);
+                prop_assert_eq!(keys, expected);
+            }
+
+            /// `null` where the field may not be cleared, an unknown field and trailing data
+            /// are each refused with their own code.
+            #[test]
+            fn strict_rules_hold_for_any_patch(patch in patch(), extra in "[a-z]{1,12}") {
+                let mut value = serde_json::to_value(&patch).unwrap();
+                value["smsBattleReminders"] = Value::Null;
+                let err = parse_json::<Patch>(&json_headers(), value.to_string().as_bytes());
+                prop_assert_eq!(err.unwrap_err().code, "invalid_field");
+
+                let mut value = serde_json::to_value(&patch).unwrap();
+                value[format!("x{extra}")] = json!(1);
+                let err = parse_json::<Patch>(&json_headers(), value.to_string().as_bytes());
+                prop_assert_eq!(err.unwrap_err().code, "unknown_field");
+
+                let body = format!("{} {extra}", serde_json::to_string(&patch).unwrap());
+                let err = parse_json::<Patch>(&json_headers(), body.as_bytes());
+                prop_assert_eq!(err.unwrap_err().code, "invalid_json");
+            }
+
+            /// Any claim, header and user agent: never a panic, and an accepted caller is a
+            /// clean, bounded id.
+            #[test]
+            fn caller_never_panics(
+                sub in proptest::option::of(any::<String>()),
+                header in proptest::collection::vec(any::<u8>(), 0..200),
+                user_agent in proptest::option::of(any::<String>()),
+                dev in any::<bool>(),
+            ) {
+                let mut ctx = context(sub.as_deref());
+                ctx.http.user_agent = user_agent;
+                let mut headers = HeaderMap::new();
+                if let Ok(value) = HeaderValue::from_bytes(&header) {
+                    headers.insert(DEV_USER_HEADER, value);
+                }
+                for ctx in [Some(&ctx), None] {
+                    if let Ok(c) = caller(ctx, &headers, dev) {
+                        prop_assert!(!c.user_id.is_empty());
+                        prop_assert!(c.user_id.chars().count() <= MAX_USER_ID_CHARS);
+                        prop_assert!(!c.user_id.chars().any(char::is_control));
+                        prop_assert_eq!(c.user_id.trim(), c.user_id.as_str());
+                        if let Some(ua) = &c.user_agent {
+                            prop_assert!(ua.chars().count() <= MAX_USER_AGENT_CHARS);
+                            prop_assert!(!ua.chars().any(char::is_control));
+                        }
+                    }
+                }
+            }
+
+            /// Any path routes somewhere without a trailing slash (except the root).
+            #[test]
+            fn route_path_never_panics(path in "(/lambda-url/)?[/a-z\\-]{0,40}|\\PC{0,60}") {
+                let routed = route_path(&path);
+                prop_assert!(!routed.is_empty());
+                prop_assert!(routed == "/" || !routed.ends_with('/'));
+            }
+        }
+    }
 }

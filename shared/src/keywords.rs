@@ -452,6 +452,21 @@ mod tests {
             let _ = classify(&body, keyword.as_deref());
         }
 
+        /// An opt-out keyword from End User Messaging opts out whatever the body says, an
+        /// empty keyword is the same as none, and only the first `MAX_CHARS` characters count.
+        #[test]
+        fn keyword_and_length_rules_hold_for_any_body(
+            body in any::<String>(),
+            tail in "\\PC{0,20}",
+            stop in prop::sample::select(vec!["STOP", "stop", "UNSUBSCRIBE", "Cancel", "QUIT"]),
+        ) {
+            prop_assert_eq!(classify(&body, Some(stop)), Intent::OptOut);
+            prop_assert_eq!(classify(&body, Some("")), classify(&body, None));
+            let head: String = body.chars().take(MAX_CHARS).collect();
+            let long = format!("{head}{}{tail}", " ".repeat(MAX_CHARS));
+            prop_assert_eq!(classify(&long, None), classify(&head, None));
+        }
+
         #[test]
         fn stop_as_first_word_always_opts_out(
             case in prop::sample::select(vec!["STOP", "stop", "Stop", "sToP"]),

@@ -8,6 +8,7 @@
 //!
 //! Wiring: [`config`] (one struct read from the environment) and [`clock`].
 
+pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod consent;

@@ -1052,5 +1052,39 @@ mod tests {
             prop_assert_eq!(s.trim(), s.as_str());
             prop_assert!(!s.contains("  "));
         }
+
+        /// Sanitised text is a fixed point: sanitising it again (with the same cap or a larger
+        /// one) changes nothing, and it is GSM-7 whenever the input only held GSM-7 and
+        /// typographic characters.
+        #[test]
+        fn sanitize_text_is_idempotent(
+            text in prop_oneof![
+                any::<String>(),
+                "[\\PC\\s\\n\\r\\t\u{2028}\u{85}\u{200B}\u{202E}\u{FEFF}…“”’—]{0,120}",
+            ],
+            max in 0usize..100,
+            more in 0usize..10,
+        ) {
+            let once = sanitize_text(&text, max);
+            prop_assert_eq!(&sanitize_text(&once, max), &once);
+            prop_assert_eq!(&sanitize_text(&once, max + more), &once);
+            if segments::is_gsm7(&segments::fold_to_gsm(&text)) {
+                prop_assert!(segments::is_gsm7(&once), "{once:?}");
+            }
+        }
+
+        /// Unknown parameter names are echoed only sanitised and capped.
+        #[test]
+        fn unknown_parameter_names_are_sanitised(name in any::<String>(), value in any::<String>()) {
+            let mut p = valid_params(MessageKind::SecurityAlert);
+            p.insert(name, Value::String(value));
+            if let Err(TemplateError::UnknownParam(echoed)) =
+                render(MessageKind::SecurityAlert, &p, &branding(), 10)
+            {
+                prop_assert!(echoed.chars().count() <= MAX_ECHOED_NAME_CHARS);
+                prop_assert!(!echoed.chars().any(char::is_control));
+                prop_assert_eq!(sanitize_text(&echoed, MAX_ECHOED_NAME_CHARS), echoed);
+            }
+        }
     }
 }

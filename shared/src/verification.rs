@@ -208,6 +208,39 @@ pub fn retry_after_secs(now: Timestamp, until: Timestamp) -> u64 {
     (ms.max(0) as u64).div_ceil(1000).max(1)
 }
 
+/// What the per-IP window counts for `ip`: an IPv4 address as it is; an IPv6 address by
+/// its /64 network, since one subscriber's host may use any address of its /64 (privacy
+/// extensions rotate them), so counting single IPv6 addresses would let one client
+/// take as many windows as it likes; an IPv4-mapped IPv6 address as the IPv4 address.
+/// Anything that is not an address is counted as given.
+pub fn ip_window_subject(ip: &str) -> String {
+    use std::net::IpAddr;
+    match ip.trim().parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Err(_) => ip.to_owned(),
+    }
+}
+
+/// Whether `number` is in a premium-rate or shared-cost range (US 900, UK 09xx, ...), where
+/// the callee earns from the traffic: the classic target of SMS pumping, and never a phone
+/// a user verifies. Decided from libphonenumber's number-type metadata.
+pub fn is_premium_rate(number: &E164) -> bool {
+    use phonenumber::{Type, metadata::DATABASE};
+    phonenumber::parse(None, number.as_str()).is_ok_and(|parsed| {
+        matches!(
+            parsed.number_type(&DATABASE),
+            Type::PremiumRate | Type::SharedCost
+        )
+    })
+}
+
 /// Start of the UTC hour or day containing `now`, and its end.
 fn bucket(now: Timestamp, period_secs: i64) -> (i64, Timestamp) {
     let secs = now.as_second();
@@ -250,7 +283,7 @@ pub fn windows(
     if let Some(ip) = source_ip.filter(|ip| !ip.is_empty()) {
         push(
             WindowKind::Ip,
-            ip,
+            &ip_window_subject(ip),
             hour.to_string(),
             limits.per_ip_per_hour,
             hour_end,
@@ -409,6 +442,51 @@ mod tests {
             )
             .contains("5550123")
         );
+    }
+
+    #[test]
+    fn the_ip_window_counts_ipv6_by_its_64_network() {
+        assert_eq!(ip_window_subject("203.0.113.9"), "203.0.113.9");
+        assert_eq!(ip_window_subject("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(
+            ip_window_subject("2001:db8:aa:bb:1:2:3:4"),
+            "2001:db8:aa:bb::/64"
+        );
+        assert_eq!(
+            ip_window_subject("2001:0DB8:00aa:bb::ffff"),
+            "2001:db8:aa:bb::/64"
+        );
+        assert_ne!(
+            ip_window_subject("2001:db8:aa:bc::1"),
+            ip_window_subject("2001:db8:aa:bb::1")
+        );
+        assert_eq!(ip_window_subject("not an ip"), "not an ip");
+        let number = E164::parse("+14155550123").unwrap();
+        let now: Timestamp = "2026-11-25T12:34:56Z".parse().unwrap();
+        let ids = |ip| {
+            windows(&WindowLimits::default(), "u", &number, Some(ip), now)
+                .into_iter()
+                .find(|w| w.kind == WindowKind::Ip)
+                .map(|w| w.id)
+        };
+        assert_eq!(ids("2001:db8:aa:bb::1"), ids("2001:db8:aa:bb:9:8:7:6"));
+    }
+
+    #[test]
+    fn premium_rate_numbers_are_recognised() {
+        for premium in ["+19002000123", "+449098790000", "+448712223333"] {
+            let number = E164::parse(premium).unwrap();
+            assert!(is_premium_rate(&number), "{premium}");
+        }
+        for ordinary in [
+            "+14155550123",
+            "+14162000123",
+            "+18005550100",
+            "+447911123456",
+        ] {
+            let number = E164::parse(ordinary).unwrap();
+            assert!(!is_premium_rate(&number), "{ordinary}");
+        }
     }
 
     #[test]

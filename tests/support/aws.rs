@@ -23,6 +23,7 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(TEST_REGION))
         .credentials_provider(SharedCredentialsProvider::new(test_credentials()))
+        .http_client(sms_shared::aws::https_client())
         .endpoint_url(endpoint)
         .build()
 }

@@ -290,6 +290,7 @@ impl SmsStub {
             .credentials_provider(SharedCredentialsProvider::new(
                 crate::aws::test_credentials(),
             ))
+            .http_client(sms_shared::aws::https_client())
             .endpoint_url(self.endpoint())
             .retry_config(RetryConfig::disabled())
             .timeout_config(

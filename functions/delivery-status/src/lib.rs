@@ -565,6 +565,60 @@ mod tests {
                 });
                 let _ = DeliveryEvent::parse(&v.to_string());
             }
+
+            /// A well-formed event with arbitrary values parses to exactly those values;
+            /// prices arrive as JSON numbers or decimal strings and convert to the micro-dollar.
+            #[test]
+            fn valid_events_parse_to_their_values(
+                kind_index in 0..EventKind::ALL.len(),
+                is_final in proptest::option::of(any::<bool>()),
+                ts in 1..i64::MAX,
+                ts_as_text in any::<bool>(),
+                message_id in "[^\\s]\\PC{0,60}",
+                log_id in proptest::option::of("\\PC{1,60}"),
+                parts in proptest::option::of(any::<u32>()),
+                price in 0..=MAX_PRICE_MICROS,
+                fee in 0..=MAX_PRICE_MICROS,
+                price_as_text in any::<bool>(),
+                carrier in "\\PC{0,200}",
+            ) {
+                let kind = EventKind::ALL[kind_index];
+                let amount = |micros: u64| {
+                    let text = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+                    if price_as_text {
+                        json!(text)
+                    } else {
+                        serde_json::from_str::<Value>(&text).unwrap()
+                    }
+                };
+                let mut v = json!({
+                    "eventType": kind.as_str(),
+                    "eventTimestamp": if ts_as_text { json!(ts.to_string()) } else { json!(ts) },
+                    "messageId": message_id,
+                    "totalMessagePrice": amount(price),
+                    "totalCarrierFee": amount(fee),
+                    "carrierName": carrier,
+                    "context": {"logId": log_id},
+                });
+                if let Some(f) = is_final {
+                    v["isFinal"] = json!(f);
+                }
+                if let Some(p) = parts {
+                    v["totalMessageParts"] = json!(p);
+                }
+                let e = parse(&v).unwrap();
+                prop_assert_eq!(e.kind, kind);
+                prop_assert_eq!(e.is_final, is_final.unwrap_or_else(|| kind.default_final()));
+                prop_assert_eq!(e.event_ms, ts);
+                prop_assert_eq!(&e.message_id, &message_id);
+                prop_assert_eq!(e.log_id, log_id);
+                prop_assert_eq!(e.parts, parts);
+                prop_assert_eq!(e.price.price_micros, price);
+                prop_assert_eq!(e.price.carrier_fee_micros, fee);
+                let expected = (!carrier.trim().is_empty())
+                    .then(|| carrier.chars().take(128).collect::<String>());
+                prop_assert_eq!(e.carrier_name, expected);
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = sms_shared::aws::load_sdk_config().await;
     let handler = DeliveryStatus::new(&config, DynamoClient::new(&sdk), Arc::new(SystemClock));
     run(service_fn(|event: LambdaEvent<SnsEvent>| async {
         handler.handle(event.payload).await.map(|_| ())

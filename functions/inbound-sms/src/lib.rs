@@ -529,5 +529,43 @@ mod tests {
         fn parse_never_panics(text in any::<String>()) {
             let _ = InboundMessage::parse(&text);
         }
+
+        /// A well-formed message with arbitrary text parses to exactly that text; the sender's
+        /// number comes out in E.164 whatever its formatting.
+        #[test]
+        fn valid_messages_parse_to_their_values(
+            line in 0u32..10_000,
+            formatted in any::<bool>(),
+            body in proptest::option::of(any::<String>()),
+            keyword in proptest::option::of("\\PC{0,20}"),
+            id in "[^\\s\\p{Cc}][^\\p{Cc}]{0,127}",
+            to in proptest::option::of("\\PC{0,20}"),
+            previous in proptest::option::of(any::<String>()),
+        ) {
+            let number = format!("+1415555{line:04}");
+            let origination = if formatted {
+                format!("(415) 555-{line:04}")
+            } else {
+                number.clone()
+            };
+            let m = InboundMessage::parse(
+                &json!({
+                    "originationNumber": origination,
+                    "destinationNumber": to,
+                    "messageKeyword": keyword,
+                    "messageBody": body,
+                    "inboundMessageId": id,
+                    "previousPublishedMessageId": previous,
+                })
+                .to_string(),
+            )
+            .unwrap();
+            prop_assert_eq!(m.from.as_str(), number.as_str());
+            prop_assert_eq!(m.body, body.unwrap_or_default());
+            prop_assert_eq!(m.keyword, keyword.filter(|k| !k.is_empty()));
+            prop_assert_eq!(m.to, to.filter(|t| !t.is_empty()));
+            prop_assert_eq!(m.inbound_message_id, id);
+            prop_assert_eq!(m.previous_published_message_id, previous);
+        }
     }
 }

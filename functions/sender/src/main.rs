@@ -11,7 +11,9 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = sms_shared::aws::load_sdk_config().await;
+    // Phone number metadata loads lazily (~100 ms): pay for it in init, not in the first request.
+    sms_shared::phone::warm_up();
     let sms = AnySender::from_config(&config, &sdk);
     let sender = Sender::new(
         &config,

@@ -14,6 +14,7 @@
 //! * resend no sooner than 30 s ([`VerificationStore::put_code`] checks it atomically);
 //! * fixed windows per user, IP, number, number prefix and country, each an atomic bounded
 //!   counter; a refusal is 429 with `Retry-After`;
+//! * premium-rate and shared-cost numbers get no code ([`rules::is_premium_rate`]);
 //! * answers never depend on whether another user has the number.
 
 use jiff::Timestamp;
@@ -172,6 +173,14 @@ async fn start<S: SmsSender>(
     let body: StartBody = parse_json(headers, body)?;
     let number = E164::parse_allowed(&body.phone_number, &state.config.allowed_countries)
         .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    // Premium-rate and shared-cost numbers earn their owner money per message: pumping's
+    // target, never a user's phone. Refused before any window is counted.
+    if rules::is_premium_rate(&number) {
+        return Err(ApiError::bad_request(
+            "invalid_phone_number",
+            "premium-rate numbers cannot receive verification codes",
+        ));
+    }
     let now = state.clock.now();
     let user_id = caller.user_id.as_str();
 

@@ -1,6 +1,5 @@
 //! Wiring only: configuration, clients built once, the handler of `lib.rs`.
 
-use aws_config::BehaviorVersion;
 use lambda_http::{Error, run, service_fn};
 use sms_shared::sms::AnySender;
 use sms_shared::{Config, SystemClock};
@@ -11,7 +10,9 @@ use verify_api::{State, handler};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let sdk = sms_shared::aws::load_sdk_config().await;
+    // Phone number metadata loads lazily (~100 ms): pay for it in init, not in the first request.
+    sms_shared::phone::warm_up();
     let sender = AnySender::from_config(&config, &sdk);
     let state = State::new(
         config,
