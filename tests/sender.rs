@@ -6,7 +6,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use futures_util::future::join_all;
 use integration_tests::Behavior;
 use integration_tests::sender_fixture::{Fixture, PHONE, invitation, request, with_id};
-use integration_tests::sqs::{deliver, drain, event_body};
+use integration_tests::sqs::{deliver, drain, event_body, receive_event};
 use jiff::{SignedDuration, Timestamp};
 use sender::Outcome;
 use sms_shared::consent::SuppressReason;
@@ -315,7 +315,7 @@ async fn quiet_hours_defer_to_the_window_and_hide_the_message_until_then() {
     assert_eq!(record.status, LogStatus::Deferred);
     assert_eq!(record.lease_until_ms, eight_am.as_millisecond());
     // Its visibility was extended (9 h), so the queue shows nothing now.
-    let visible = integration_tests::sqs::receive_event(&f.env, &f.notifications(), 10).await;
+    let visible = receive_event(&f.env, &f.notifications(), 10).await;
     assert!(
         visible.records.is_empty(),
         "deferred message must stay hidden"
@@ -617,4 +617,36 @@ async fn no_input_makes_the_handler_panic() {
     let response = f.sender.handle(event).await.unwrap();
     assert_eq!(response.batch_item_failures.len(), nasty.len());
     assert!(f.stub.sent().is_empty());
+}
+
+#[tokio::test]
+async fn upstream_enqueue_routes_each_kind_to_its_queue_and_the_sender_sends_it() {
+    use sms_shared::request::{Queues, enqueue};
+    let f = Fixture::new(&[]).await;
+    f.opted_in_user("up", PHONE, None).await;
+    let queues = Queues {
+        transactional_url: f.transactional(),
+        notifications_url: f.notifications(),
+    };
+    let alert = SendRequest::builder("up-sec-1", MessageKind::SecurityAlert, "up")
+        .param("summary", "Password changed")
+        .param("link", "https://example.com/security")
+        .build()
+        .unwrap();
+    let promo = SendRequest::parse(&invitation("up-promo-1", "up")).unwrap();
+    enqueue(&f.env.sqs, &queues, &alert).await.unwrap();
+    enqueue(&f.env.sqs, &queues, &promo).await.unwrap();
+
+    let on_transactional = receive_event(&f.env, &f.transactional(), 10).await;
+    let on_notifications = receive_event(&f.env, &f.notifications(), 10).await;
+    assert_eq!(
+        on_transactional.records.len(),
+        1,
+        "the security alert goes to its own queue"
+    );
+    assert_eq!(on_notifications.records.len(), 1);
+    assert_eq!(f.sender.process(&on_transactional).await, [Outcome::Sent]);
+    assert_eq!(f.sender.process(&on_notifications).await, [Outcome::Sent]);
+    assert_eq!(f.record("up-sec-1").await.status, LogStatus::Sent);
+    assert_eq!(f.record("up-promo-1").await.status, LogStatus::Sent);
 }
