@@ -23,6 +23,7 @@ pub mod quiet_hours;
 pub mod request;
 pub mod segments;
 pub mod sms;
+pub mod sns;
 pub mod store;
 pub mod template;
 pub mod verification;

@@ -195,21 +195,10 @@ impl<S: SmsSender> InboundSms<S> {
 
     /// Handles one SNS event. `Err` only for transient faults (Lambda retries the event).
     pub async fn handle(&self, event: SnsEvent) -> Result<Vec<InboundOutcome>, InboundError> {
-        let mut metrics = MetricSet::default();
-        let mut outcomes = Vec::with_capacity(event.records.len());
-        let mut result = Ok(());
-        for record in &event.records {
-            match self.process(&record.sns, &mut metrics).await {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => {
-                    warn!(sns_message_id = %record.sns.message_id, error = %e, "inbound message not processed; the invocation will be retried");
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        metrics.emit(FUNCTION);
-        result.map(|()| outcomes)
+        sms_shared::sns::process_records(&event, FUNCTION, async |sns, metrics| {
+            self.process(sns, metrics).await
+        })
+        .await
     }
 
     async fn process(

@@ -3,8 +3,8 @@
 //! Counters live as items of the log table (`counter#...` ids) and of the verification table
 //! (rate windows); both use the same shape: `count` (N) and the TTL attribute.
 
-use super::StoreError;
 use super::schema::TTL_ATTRIBUTE;
+use super::{StoreError, condition_failed};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use jiff::Timestamp;
@@ -65,13 +65,7 @@ impl Counters {
             .await;
         match result {
             Ok(out) => Ok(Bounded::Counted(read_count(out.attributes.as_ref())?)),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Bounded::CapReached)
-            }
+            Err(err) if condition_failed(&err) => Ok(Bounded::CapReached),
             Err(err) => Err(err.into()),
         }
     }
@@ -257,10 +251,7 @@ impl Counters {
             };
             match put.send().await {
                 Ok(_) => return Ok(Bounded::Counted(count)),
-                Err(err)
-                    if err
-                        .as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) if condition_failed(&err) => {}
                 Err(err) => return Err(err.into()),
             }
         }

@@ -10,8 +10,7 @@
 
 use super::counters::number;
 use super::schema::LOG_KEY;
-use super::{LogStatus, LogStore, StoreError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use super::{LogStatus, LogStore, StoreError, condition_failed};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use jiff::{SignedDuration, Timestamp};
@@ -163,14 +162,7 @@ impl LogStore {
         }
         match request.send().await {
             Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
+            Err(err) if condition_failed(&err) => Ok(false),
             Err(err) => Err(err.into()),
         }
     }
@@ -301,14 +293,7 @@ impl LogStore {
             .await
         {
             Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
+            Err(err) if condition_failed(&err) => Ok(false),
             Err(err) => Err(err.into()),
         }
     }

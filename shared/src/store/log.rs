@@ -2,9 +2,9 @@
 //! audit trail and the idempotency record: a request is *claimed* by one conditional write
 //! before anything is sent, so a duplicate delivery can never send a second SMS.
 
-use super::StoreError;
 use super::counters::number;
 use super::schema::{LOG_BY_PROVIDER_ID_INDEX, LOG_BY_USER_INDEX, LOG_KEY};
+use super::{StoreError, condition_failed};
 use crate::kinds::{MessageClass, MessageKind};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -222,23 +222,6 @@ fn add_names(mut request: UpdateItemFluentBuilder, attributes: &[&str]) -> Updat
     request
 }
 
-fn is_condition_failure<E>(err: &aws_sdk_dynamodb::error::SdkError<E>) -> bool
-where
-    E: ConditionCheck,
-{
-    err.as_service_error().is_some_and(ConditionCheck::failed)
-}
-
-trait ConditionCheck {
-    fn failed(&self) -> bool;
-}
-
-impl ConditionCheck for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
-    fn failed(&self) -> bool {
-        self.is_conditional_check_failed_exception()
-    }
-}
-
 impl LogStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
@@ -338,7 +321,7 @@ impl LogStore {
                     .unwrap_or(1);
                 Ok(Claim::Claimed { token, attempts })
             }
-            Err(err) if is_condition_failure(&err) => {
+            Err(err) if condition_failed(&err) => {
                 let old = match err.into_service_error() {
                     UpdateItemError::ConditionalCheckFailedException(e) => e.item,
                     _ => None,
@@ -466,7 +449,7 @@ impl LogStore {
             .await
         {
             Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
+            Err(err) if condition_failed(&err) => Ok(false),
             Err(err) => Err(err.into()),
         }
     }

@@ -42,3 +42,27 @@ where
         StoreError::Dynamo(Box::new(err.into()))
     }
 }
+
+/// Operation errors that can say "the write's condition did not hold".
+pub(crate) trait ConditionFailure {
+    fn is_condition_failure(&self) -> bool;
+}
+
+impl ConditionFailure for aws_sdk_dynamodb::operation::put_item::PutItemError {
+    fn is_condition_failure(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionFailure for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    fn is_condition_failure(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+/// The request failed only because its condition was false: a lost race, a duplicate, a
+/// cap reached. Callers turn that into an answer, not an error.
+pub(crate) fn condition_failed<E: ConditionFailure, R>(err: &SdkError<E, R>) -> bool {
+    err.as_service_error()
+        .is_some_and(ConditionFailure::is_condition_failure)
+}

@@ -1,12 +1,11 @@
 //! The preferences table (DESIGN §9): one current item per user (`sk = PREFS`) and the
 //! append-only consent history (`sk = CONSENT#<ms>#<random>`), both under the user id.
 
-use super::StoreError;
 use super::counters::batch_get_all;
 use super::schema::{PREFS_BY_PHONE_INDEX, PREFS_PHONE_KEY, PREFS_PK, PREFS_SK};
+use super::{StoreError, condition_failed};
 use crate::preferences::{ConsentEvent, Preferences};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use jiff::Timestamp;
@@ -138,14 +137,7 @@ impl PreferencesStore {
                 .await;
             match result {
                 Ok(_) => true,
-                Err(err)
-                    if matches!(
-                        err.as_service_error(),
-                        Some(PutItemError::ConditionalCheckFailedException(_))
-                    ) =>
-                {
-                    false
-                }
+                Err(err) if condition_failed(&err) => false,
                 Err(err) => return Err(err.into()),
             }
         } else {

@@ -4,12 +4,11 @@
 //! TTL only cleans up, late: every read here is checked against the clock by the caller,
 //! and [`VerificationStore::consume`] checks expiry in its condition.
 
-use super::StoreError;
 use super::counters::{Counters, number};
 use super::schema::{TTL_ATTRIBUTE, VERIFICATION_KEY};
+use super::{StoreError, condition_failed};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -170,14 +169,7 @@ impl VerificationStore {
                 .and_then(|a| a.get("attempts"))
                 .and_then(|v| v.as_n().ok())
                 .and_then(|n| n.parse().ok())),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(None)
-            }
+            Err(err) if condition_failed(&err) => Ok(None),
             Err(err) => Err(err.into()),
         }
     }
@@ -214,14 +206,7 @@ impl VerificationStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
+            Err(err) if condition_failed(&err) => Ok(false),
             Err(err) => Err(err.into()),
         }
     }
@@ -246,14 +231,7 @@ impl VerificationStore {
             .await;
         match result {
             // A newer code replaced this one meanwhile: nothing to record.
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
+            Err(err) if condition_failed(&err) => Ok(()),
             other => other.map(|_| ()).map_err(Into::into),
         }
     }
