@@ -11,10 +11,10 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    // Phone number metadata takes ~100 ms to build: start it now, alongside the runtime.
+    sms_shared::phone::warm_up_in_background();
     let config = Config::from_env()?;
     let sdk = sms_shared::aws::load_sdk_config().await;
-    // Phone number metadata loads lazily (~100 ms): pay for it in init, not in the first request.
-    sms_shared::phone::warm_up();
     let sms = AnySender::from_config(&config, &sdk);
     let handler = InboundSms::new(&config, DynamoClient::new(&sdk), sms, Arc::new(SystemClock));
     run(service_fn(|event: LambdaEvent<SnsEvent>| async {
