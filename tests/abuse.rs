@@ -5,7 +5,7 @@
 //! refused requests got (status, code, `Retry-After`).
 //!
 //! `abuse_table_matches_docs` runs every attempt, prints the results as a markdown table and
-//! checks that `docs/abuse.md` shows the same table.
+//! checks that `docs/abuse.md` and the README show the same table.
 
 #[path = "api_common.rs"]
 mod api_common;
@@ -497,7 +497,7 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
-/// Runs every attempt, prints the table, and checks `docs/abuse.md` shows it unchanged.
+/// Runs every attempt, prints the table, and checks `docs/abuse.md` and the README show it.
 #[tokio::test]
 async fn abuse_table_matches_docs() {
     let rows = vec![
@@ -515,10 +515,12 @@ async fn abuse_table_matches_docs() {
     ];
     let table = table(&rows);
     println!("\n{table}");
-    let path = format!("{}/../docs/abuse.md", env!("CARGO_MANIFEST_DIR"));
-    let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert!(
-        doc.contains(&table),
-        "docs/abuse.md does not show the measured table; replace it with:\n\n{table}"
-    );
+    for file in ["docs/abuse.md", "README.md"] {
+        let path = format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"));
+        let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            doc.contains(&table),
+            "{file} does not show the measured table; replace it with:\n\n{table}"
+        );
+    }
 }

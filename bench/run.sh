@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make bench` / `make bench-quick`: builds the five functions, the bare hello-world baseline and
+# the harness with the release profile (host target), starts a moto of its own, runs every part
+# and writes one markdown table (bench/RESULTS.md; --quick: target/bench/RESULTS.quick.md).
+# See docs/bench.md. The full run takes about 10 minutes (the 1,000-message pacing run at
+# 3 messages per second alone takes 5.5); --quick about 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE=${1:-}
+scripts/venv.sh
+export PATH="$PWD/.venv/bin:$PATH"
+FUNCTIONS=(opt-in-api verify-api sender delivery-status inbound-sms)
+
+# Functions first and on their own, exactly as deployed: built together with the harness,
+# cargo would unify features with the harness's dependencies.
+packages=()
+for f in "${FUNCTIONS[@]}"; do packages+=(--package "$f"); done
+echo "==> cargo build --release ${FUNCTIONS[*]}"
+cargo build --release --quiet "${packages[@]}"
+echo "==> cargo build --release hello (bare lambda_runtime baseline)"
+cargo build --release --quiet --package bench-hello
+echo "==> cargo build --release bench (the harness)"
+cargo build --release --quiet --package bench
+
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BENCH="$TARGET_DIR/release/bench"
+OUT="$TARGET_DIR/bench"
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json
+
+# A moto of our own, never the one `make dev` may be running.
+port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+.venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$port" > "$OUT/moto.log" 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true' EXIT
+.venv/bin/python scripts/wait_http.py "http://127.0.0.1:$port/moto-api/" 20 || { cat "$OUT/moto.log"; exit 1; }
+export SMS_TEST_MOTO_URL="http://127.0.0.1:$port"
+
+"$BENCH" size
+"$BENCH" probe > "$OUT/probe.stdout"
+"$BENCH" coldstart $MODE
+"$BENCH" api $MODE > "$OUT/api.stdout"
+"$BENCH" sender $MODE > "$OUT/sender.stdout"
+"$BENCH" report $MODE
