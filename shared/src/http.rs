@@ -199,6 +199,26 @@ pub fn caller(
     })
 }
 
+/// The answer to one request, logged once with its status: the route's response, or its
+/// refusal in the §5 error shape (a fault carries the request id, never its cause).
+pub fn answer(
+    method: &Method,
+    path: &str,
+    request_id: &str,
+    result: Result<Response<String>, ApiError>,
+) -> Response<String> {
+    match result {
+        Ok(response) => {
+            tracing::info!(%method, path, status = response.status().as_u16(), "request");
+            response
+        }
+        Err(error) => {
+            tracing::info!(%method, path, status = error.status.as_u16(), code = error.code, "request refused");
+            error.to_response(request_id)
+        }
+    }
+}
+
 /// API Gateway's request id, if the request came through it.
 pub fn request_id(context: Option<&ApiGatewayV2httpRequestContext>) -> Option<String> {
     context.and_then(|c| c.request_id.clone())

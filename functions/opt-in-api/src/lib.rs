@@ -27,7 +27,6 @@ use sms_shared::phone::E164;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::store::PreferencesStore;
 use std::sync::Arc;
-use tracing::info;
 
 /// The prompt is not shown again within this time of being shown.
 pub const PROMPT_INTERVAL: SignedDuration = SignedDuration::from_hours(24);
@@ -67,19 +66,9 @@ pub async fn handler(state: &State, request: Request) -> Result<Response<Body>, 
     let request_id = api::request_id(context)
         .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
         .unwrap_or_else(|| "-".to_owned());
-    let path = api::route_path(request.raw_http_path()).to_owned();
-    let method = request.method().clone();
-    let response = match route(state, &request, context).await {
-        Ok(response) => {
-            info!(%method, path = %path, status = response.status().as_u16(), "request");
-            response
-        }
-        Err(error) => {
-            info!(%method, path = %path, status = error.status.as_u16(), code = error.code, "request refused");
-            error.to_response(&request_id)
-        }
-    };
-    Ok(response.map(Body::from))
+    let path = api::route_path(request.raw_http_path());
+    let result = route(state, &request, context).await;
+    Ok(api::answer(request.method(), path, &request_id, result).map(Body::from))
 }
 
 async fn route(

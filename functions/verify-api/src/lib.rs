@@ -99,19 +99,9 @@ pub async fn handler<S: SmsSender>(
     let request_id = api::request_id(context)
         .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
         .unwrap_or_else(|| "-".to_owned());
-    let path = api::route_path(request.raw_http_path()).to_owned();
-    let method = request.method().clone();
-    let response = match route(state, &request, context).await {
-        Ok(response) => {
-            info!(%method, path = %path, status = response.status().as_u16(), "request");
-            response
-        }
-        Err(error) => {
-            info!(%method, path = %path, status = error.status.as_u16(), code = error.code, "request refused");
-            error.to_response(&request_id)
-        }
-    };
-    Ok(response.map(Body::from))
+    let path = api::route_path(request.raw_http_path());
+    let result = route(state, &request, context).await;
+    Ok(api::answer(request.method(), path, &request_id, result).map(Body::from))
 }
 
 async fn route<S: SmsSender>(
