@@ -60,12 +60,20 @@ pub fn run() {
             });
         }
     }
-    for label in [
-        "E164::parse, first (phone number metadata)",
-        "E164::parse, second",
+    for (label, number) in [
+        (
+            "E164::parse, first US number (US/CA metadata)",
+            "+14155550123",
+        ),
+        ("E164::parse, second", "+14155550124"),
+        (
+            "E164::parse, first other number (whole metadata)",
+            "+442079460958",
+        ),
+        ("E164::parse, second other number", "+442079460959"),
     ] {
         step(label, &mut || {
-            let _ = sms_shared::phone::E164::parse("+14155550123");
+            let _ = sms_shared::phone::E164::parse(number);
         });
     }
     for label in [

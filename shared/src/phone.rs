@@ -1,8 +1,20 @@
 //! Phone numbers (DESIGN §4): user input to E.164, the country allow-list, and masking for logs.
 
-use phonenumber::country;
+use phonenumber::metadata::{DATABASE, Database};
+use phonenumber::{PhoneNumber, Type, country};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::LazyLock;
+
+/// The US and Canada part of libphonenumber's metadata, cut verbatim from the database the
+/// `phonenumber` crate ships by `scripts/us_ca_metadata.py`. It loads in about 2 ms; the
+/// crate's whole database takes about 100 ms of CPU, which would be most of a cold start.
+/// A number valid here gets the same answers from the whole database (the other +1
+/// territories have area codes of their own); anything else is parsed against the whole
+/// database, loaded only then (the first Jamaican, British or invalid number of a process).
+static US_CA: LazyLock<Database> = LazyLock::new(|| {
+    Database::parse(include_str!("phone/us_ca.xml")).expect("the embedded US/CA metadata loads")
+});
 
 /// Why a phone number was refused. Messages are safe to show to the user (no number in them).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,14 +64,25 @@ impl E164 {
         if input.chars().count() > MAX_INPUT_CHARS {
             return Err(PhoneError::TooLong);
         }
-        let parsed =
-            phonenumber::parse(Some(country::Id::US), input).map_err(|_| PhoneError::Invalid)?;
-        if parsed.extension().is_some() || !phonenumber::is_valid(&parsed) {
+        let (parsed, database) = parse_valid(input).ok_or(PhoneError::Invalid)?;
+        if parsed.extension().is_some() {
             return Err(PhoneError::Invalid);
         }
-        let country = parsed.country().id().ok_or(PhoneError::Invalid)?;
-        let number = parsed.format().mode(phonenumber::Mode::E164).to_string();
+        let country = parsed
+            .metadata(database)
+            .and_then(|meta| meta.id().parse().ok())
+            .ok_or(PhoneError::Invalid)?;
+        // Written out rather than by the crate's formatter, which loads the whole database
+        // whatever database it is given.
+        let number = format!("+{}{}", parsed.code().value(), parsed.national());
         Ok(Self { number, country })
+    }
+
+    /// The kind of line (mobile, fixed, premium rate, ...) by libphonenumber's metadata.
+    pub fn number_type(&self) -> Type {
+        parse_valid(&self.number).map_or(Type::Unknown, |(parsed, database)| {
+            parsed.number_type(database)
+        })
     }
 
     /// Parses and checks the country against the allow-list (ISO codes such as `US`, `CA`).
@@ -106,13 +129,29 @@ impl E164 {
     }
 }
 
-/// Loads the phone number metadata (libphonenumber's database, built lazily on first use:
-/// about 100 ms of CPU) on a thread of its own, so a function's init does not wait for it and
-/// the first request usually finds it ready: the runtime's first `/next` and the request's
-/// first DynamoDB round trips overlap with it. A parse that comes first simply waits for it
-/// (the database is built once, never twice).
+/// Parses `input` (national numbers read as US) into a valid number: against the US/CA
+/// metadata first, against the whole database when that finds no valid number. Gives the
+/// metadata that validated it.
+fn parse_valid(input: &str) -> Option<(PhoneNumber, &'static Database)> {
+    let with = |database: &'static Database| {
+        phonenumber::parse_with(database, Some(country::Id::US), input)
+            .ok()
+            .filter(|parsed| phonenumber::is_valid_with(database, parsed))
+            .map(|parsed| (parsed, database))
+    };
+    with(&US_CA).or_else(|| with(&DATABASE))
+}
+
+/// Loads the US/CA phone number metadata and compiles the parser's and the US patterns'
+/// regular expressions (about 7 ms of CPU on first use) on a background thread
+/// ([`crate::background`]), so a
+/// function's init does not wait for them and the first request usually finds them ready: the
+/// runtime's first `/next` and the request's first DynamoDB round trips overlap with them. A
+/// parse that comes first simply waits (each is built once, never twice).
 pub fn warm_up_in_background() {
-    std::thread::spawn(|| E164::parse("+14155550123").is_ok());
+    crate::background::spawn_low_priority("phone-metadata", || {
+        let _ = E164::parse("+14155550123");
+    });
 }
 
 /// Masks any phone-number-like string for logs: `+` and the first 4 digits, `***`,
@@ -274,6 +313,90 @@ mod tests {
             proptest::prop_assert!(shown * 2 <= digits || shown == 8 && digits >= 10);
             proptest::prop_assert!(masked.starts_with('+') && masked.contains("***"));
         }
+    }
+
+    /// The answer of the crate's whole database alone: what [`E164::parse`] gave before the
+    /// US/CA metadata, and must still give.
+    fn parse_with_whole_database(input: &str) -> (String, String, Type) {
+        let parsed = phonenumber::parse(Some(country::Id::US), input).unwrap();
+        assert!(phonenumber::is_valid(&parsed) && parsed.extension().is_none());
+        let number = parsed.format().mode(phonenumber::Mode::E164).to_string();
+        let country = parsed.country().id().unwrap().as_ref().to_owned();
+        (number, country, parsed.number_type(&DATABASE))
+    }
+
+    fn whole_database_accepts(input: &str) -> bool {
+        phonenumber::parse(Some(country::Id::US), input)
+            .is_ok_and(|p| phonenumber::is_valid(&p) && p.extension().is_none())
+    }
+
+    /// Every +1 area code (US, Canada, the Caribbean, toll-free, premium), with exchanges and
+    /// lines of every kind, in the forms users type: the same verdict, number, country and
+    /// line type as the whole database.
+    #[test]
+    fn us_ca_metadata_gives_the_whole_databases_answers() {
+        let mut accepted = std::collections::HashSet::new();
+        for area in 200..1000 {
+            for (exchange, line) in [(234, 5678), (523, 123), (555, 123), (201, 0), (987, 6543)] {
+                for input in [
+                    format!("+1{area}{exchange:03}{line:04}"),
+                    format!("({area}) {exchange:03}-{line:04}"),
+                    format!("1-{area}-{exchange:03}-{line:04}"),
+                ] {
+                    let ours = E164::parse(&input);
+                    assert_eq!(ours.is_ok(), whole_database_accepts(&input), "{input}");
+                    if let Ok(n) = ours {
+                        let (number, country, kind) = parse_with_whole_database(&input);
+                        assert_eq!(
+                            (n.as_str(), n.country(), n.number_type()),
+                            (&*number, &*country, kind),
+                            "{input}"
+                        );
+                        accepted.insert(n.country().to_owned());
+                    }
+                }
+            }
+        }
+        // The loop did reach numbers of both databases.
+        for country in ["US", "CA", "JM", "PR"] {
+            assert!(accepted.contains(country), "no {country} number was tried");
+        }
+    }
+
+    #[test]
+    fn other_nanp_territories_and_countries_come_from_the_whole_database() {
+        for (input, country) in [
+            ("+1 876 523 0123", "JM"),
+            ("+1 787 234 5678", "PR"),
+            ("+44 20 7946 0958", "GB"),
+            ("011 44 20 7946 0958", "GB"),
+        ] {
+            let valid = whole_database_accepts(input);
+            assert_eq!(
+                E164::parse(input).map(|n| n.country().to_owned()).ok(),
+                valid.then(|| country.to_owned()),
+                "{input}"
+            );
+        }
+        assert_eq!(
+            E164::parse("+1 900 555 0123").map(|n| n.number_type()),
+            Ok(Type::PremiumRate)
+        );
+    }
+
+    #[test]
+    fn us_ca_metadata_comes_from_the_phonenumber_crate_in_cargo_lock() {
+        let lock = include_str!("../../Cargo.lock");
+        let version = lock
+            .split("[[package]]")
+            .find(|p| p.contains("name = \"phonenumber\""))
+            .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+            .and_then(|v| v.strip_suffix('"'))
+            .expect("phonenumber in Cargo.lock");
+        assert!(
+            include_str!("phone/us_ca.xml").contains(&format!("from phonenumber {version}:")),
+            "phonenumber is now {version}: run scripts/us_ca_metadata.py"
+        );
     }
 
     #[test]

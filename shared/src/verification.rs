@@ -232,13 +232,8 @@ pub fn ip_window_subject(ip: &str) -> String {
 /// the callee earns from the traffic: the classic target of SMS pumping, and never a phone
 /// a user verifies. Decided from libphonenumber's number-type metadata.
 pub fn is_premium_rate(number: &E164) -> bool {
-    use phonenumber::{Type, metadata::DATABASE};
-    phonenumber::parse(None, number.as_str()).is_ok_and(|parsed| {
-        matches!(
-            parsed.number_type(&DATABASE),
-            Type::PremiumRate | Type::SharedCost
-        )
-    })
+    use phonenumber::Type;
+    matches!(number.number_type(), Type::PremiumRate | Type::SharedCost)
 }
 
 /// Start of the UTC hour or day containing `now`, and its end.
