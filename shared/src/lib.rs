@@ -9,6 +9,7 @@
 //! Wiring: [`config`] (one struct read from the environment) and [`clock`].
 
 pub mod aws;
+pub mod background;
 pub mod clock;
 pub mod config;
 pub mod consent;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    // Phone number metadata takes ~100 ms to build: start it now, alongside the runtime.
+    // The phone number metadata takes ~7 ms to load: start it now, alongside the runtime.
     sms_shared::phone::warm_up_in_background();
     let config = Config::from_env()?;
     let sdk = sms_shared::aws::load_sdk_config().await;
