@@ -30,7 +30,7 @@ rm -f "$OUT"/*.json
 
 # A moto of our own, never the one `make dev` may be running.
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-.venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$port" > "$OUT/moto.log" 2>&1 &
+.venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$port" --keep-alive > "$OUT/moto.log" 2>&1 &
 moto_pid=$!
 trap 'kill $moto_pid 2>/dev/null || true' EXIT
 .venv/bin/python scripts/wait_http.py "http://127.0.0.1:$port/moto-api/" 20 || { cat "$OUT/moto.log"; exit 1; }

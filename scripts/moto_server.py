@@ -4,7 +4,13 @@ moto answers on many threads, and its DynamoDB backend checks a condition and wr
 item in separate steps, so two concurrent conditional writes can both succeed. DynamoDB
 never lets that happen, and our idempotency and counters rely on it. A global lock around
 each request restores DynamoDB's per-request atomicity; connections are still accepted on
-many threads. Usage: moto_server.py [-H HOST] [-p PORT]
+many threads.
+
+--keep-alive serves it with waitress instead of werkzeug's development server, which answers
+every request with `Connection: close`, so each SDK request pays a new TCP connection, which
+DynamoDB's kept-alive connections never cost. `make bench` uses it, so the sender's CPU per
+message does not count connection set-up. The tests keep werkzeug: under the 200-client load
+test waitress queued requests for seconds. Usage: moto_server.py [-H HOST] [-p PORT] [--keep-alive]
 """
 
 import argparse
@@ -24,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
+    parser.add_argument("--keep-alive", action="store_true")
     args = parser.parse_args()
 
     app = DomainDispatcherApplication(create_backend_app)
@@ -35,6 +42,11 @@ def main() -> None:
             return [b"".join(app(environ, start_response))]
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if args.keep_alive:
+        import waitress
+
+        waitress.serve(serialized, host=args.host, port=args.port, threads=8, _quiet=True)
+        return
     run_simple(
         args.host,
         args.port,

@@ -71,6 +71,7 @@ pub fn run(mode: Mode) {
         let n = mode.pick(200, 1000);
         let r = run_once(&stub_rt, n, None).await;
         throughput_rows(&r, &mut part);
+        sdk_floor_rows(&r, &mut part).await;
         if std::env::args().any(|a| a == "--throughput-only") {
             part.finish();
             return;
@@ -296,6 +297,65 @@ fn tally_text(tally: &BTreeMap<String, usize>) -> String {
         .map(|(k, n)| format!("{k} ×{n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What one AWS SDK call costs on its own, measured the same way as the sender (thread CPU,
+/// same runtime, same HTTP client, moto over a kept-alive connection): the smallest DynamoDB
+/// read, GetItem of one small item by key. Times the SDK calls a message makes, it is the
+/// part of the sender's CPU per message that is the SDK's (signing, the orchestrator, hyper,
+/// JSON), whatever the handler does.
+async fn sdk_floor_rows(r: &RunResult, part: &mut Part) {
+    const CALLS: u32 = 200;
+    let env = TestEnv::new().await;
+    let store = PreferencesStore::new(env.dynamodb.clone(), &env.tables.preferences);
+    seed_user(
+        &store,
+        "floor",
+        &fixtures::phone(0),
+        None,
+        jiff::Timestamp::now(),
+    )
+    .await;
+    let get = || {
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        use sms_shared::store::preferences::CURRENT_SK;
+        use sms_shared::store::schema::{PREFS_PK, PREFS_SK};
+        env.dynamodb
+            .get_item()
+            .table_name(&env.tables.preferences)
+            .key(PREFS_PK, S("floor".into()))
+            .key(PREFS_SK, S(CURRENT_SK.into()))
+            .send()
+    };
+    for _ in 0..10 {
+        get().await.expect("GetItem");
+    }
+    let cpu = util::thread_cpu();
+    for _ in 0..CALLS {
+        get().await.expect("GetItem");
+    }
+    let per_call_us = (util::thread_cpu() - cpu).as_secs_f64() * 1e6 / f64::from(CALLS);
+    let sent = r.sent_unique.max(1) as f64;
+    let calls_per_message = (r.dynamodb_requests as f64 + r.sms_calls as f64) / sent;
+    let area = "sender";
+    let subject = "SDK floor";
+    part.push(Row::new(
+        area,
+        subject,
+        "one DynamoDB GetItem, thread CPU",
+        format!("{} µs", f(per_call_us, 0)),
+    ));
+    part.push(Row::new(
+        area,
+        subject,
+        "× SDK calls per message (DynamoDB + SMS)",
+        format!(
+            "{} × {} = {} µs",
+            f(per_call_us, 0),
+            f(calls_per_message, 2),
+            f(per_call_us * calls_per_message, 0)
+        ),
+    ));
 }
 
 fn throughput_rows(r: &RunResult, part: &mut Part) {
