@@ -31,6 +31,7 @@ use sms_shared::kinds::{MessageClass, MessageKind};
 use sms_shared::phone::E164;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod};
 use sms_shared::sms::{OutboundSms, SmsError, SmsSender};
+use sms_shared::store::batch::read_preferences_and_counters;
 use sms_shared::store::log::counter_ids;
 use sms_shared::store::schema::LOG_KEY;
 use sms_shared::store::{
@@ -216,17 +217,18 @@ async fn start<S: SmsSender>(
 
     // §4 for codes: the target's country and the hard spend cap (consent is not needed:
     // the user is asking for the code).
-    let prefs = state
-        .preferences
-        .get(user_id)
-        .await
-        .map_err(|e| internal("reading preferences failed", &e))?;
+    // One BatchGetItem for both, as in the sender.
     let spend_id = counter_ids::month_spend(now);
-    let spend = state
-        .log_counters
-        .get_many(std::slice::from_ref(&spend_id), now)
-        .await
-        .map_err(|e| internal("reading the monthly spend failed", &e))?;
+    let mut read = read_preferences_and_counters(
+        &state.preferences,
+        &[user_id],
+        &state.log_counters,
+        std::slice::from_ref(&spend_id),
+        now,
+    )
+    .await
+    .map_err(|e| internal("reading preferences and the monthly spend failed", &e))?;
+    let prefs = read.preferences.remove(user_id);
     let decision = consent::decide(&SendCheck {
         kind: MessageKind::PhoneVerification,
         prefs: prefs.as_ref(),
@@ -234,7 +236,7 @@ async fn start<S: SmsSender>(
         number_undeliverable: false,
         allowed_countries: &state.config.allowed_countries,
         usage: Usage {
-            monthly_spend_micros: spend.get(&spend_id).copied().unwrap_or(0),
+            monthly_spend_micros: read.counters.get(&spend_id).copied().unwrap_or(0),
             ..Usage::default()
         },
         limits: &state.config.limits,
