@@ -7,13 +7,17 @@ use std::fmt;
 use std::sync::LazyLock;
 
 /// The US and Canada part of libphonenumber's metadata, cut verbatim from the database the
-/// `phonenumber` crate ships by `scripts/us_ca_metadata.py`. It loads in about 2 ms; the
-/// crate's whole database takes about 100 ms of CPU, which would be most of a cold start.
-/// A number valid here gets the same answers from the whole database (the other +1
-/// territories have area codes of their own); anything else is parsed against the whole
-/// database, loaded only then (the first Jamaican, British or invalid number of a process).
+/// `phonenumber` crate ships (`phone/us_ca.xml`, by `scripts/us_ca_metadata.py`) and embedded
+/// in the crate's own binary format (`phone/us_ca.postcard`), so no XML parser is linked. It
+/// loads in about 2 ms; the crate's whole database takes about 100 ms of CPU, which would be
+/// most of a cold start. A number valid here gets the same answers from the whole database
+/// (the other +1 territories have area codes of their own); anything else is parsed against
+/// the whole database, loaded only then (the first Jamaican, British or invalid number of a
+/// process).
 static US_CA: LazyLock<Database> = LazyLock::new(|| {
-    Database::parse(include_str!("phone/us_ca.xml")).expect("the embedded US/CA metadata loads")
+    let metadata = postcard::from_bytes(include_bytes!("phone/us_ca.postcard"))
+        .expect("the embedded US/CA metadata decodes");
+    Database::from(metadata).expect("the embedded US/CA metadata loads")
 });
 
 /// Why a phone number was refused. Messages are safe to show to the user (no number in them).
@@ -381,6 +385,23 @@ mod tests {
         assert_eq!(
             E164::parse("+1 900 555 0123").map(|n| n.number_type()),
             Ok(Type::PremiumRate)
+        );
+    }
+
+    /// The embedded binary form is the XML cut, encoded; `UPDATE_US_CA_METADATA=1` rewrites it
+    /// (scripts/us_ca_metadata.py does, after writing the XML).
+    #[test]
+    fn us_ca_postcard_is_the_xml_cut_encoded() {
+        let xml = include_str!("phone/us_ca.xml");
+        let loaded = phonenumber::metadata::loader::load(std::io::Cursor::new(xml)).unwrap();
+        let encoded = postcard::to_allocvec(&loaded).unwrap();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/phone/us_ca.postcard");
+        if std::env::var_os("UPDATE_US_CA_METADATA").is_some() {
+            std::fs::write(path, &encoded).unwrap();
+        }
+        assert!(
+            std::fs::read(path).unwrap() == encoded,
+            "phone/us_ca.postcard is not phone/us_ca.xml encoded: run scripts/us_ca_metadata.py"
         );
     }
 
