@@ -41,15 +41,14 @@ pub struct SendCheck<'a> {
 }
 
 /// What to do with a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Send,
+    /// Send it to this number (for most kinds, the stored number, parsed once here).
+    Send(E164),
     /// Logged `suppressed` with the reason; never retried.
     Suppress(SuppressReason),
     /// Quiet hours: come back at `until` and decide again.
-    Defer {
-        until: Timestamp,
-    },
+    Defer { until: Timestamp },
 }
 
 /// Why a message was not sent. The `snake_case` names go into the log and metrics.
@@ -129,22 +128,21 @@ impl std::fmt::Display for SuppressReason {
 /// number marked undeliverable comes back, §8).
 pub fn decide(check: &SendCheck<'_>) -> Decision {
     match evaluate(check) {
-        Ok(()) => Decision::Send,
+        Ok(number) => Decision::Send(number),
         Err(decision) => decision,
     }
 }
 
-fn evaluate(c: &SendCheck<'_>) -> Result<(), Decision> {
+fn evaluate(c: &SendCheck<'_>) -> Result<E164, Decision> {
     use SuppressReason as R;
     let suppress = |reason| Err(Decision::Suppress(reason));
     let verification = c.kind == MessageKind::PhoneVerification;
     let promotional = c.kind.is_promotional();
 
     // 1. A number to send to.
-    let stored;
     let number = if verification {
         match c.verification_target {
-            Some(target) => target,
+            Some(target) => target.clone(),
             None => return suppress(R::NoPhoneNumber),
         }
     } else {
@@ -155,14 +153,13 @@ fn evaluate(c: &SendCheck<'_>) -> Result<(), Decision> {
             Some(raw) if !raw.is_empty() => raw,
             _ => return suppress(R::NoPhoneNumber),
         };
-        stored = match E164::parse(raw) {
-            Ok(n) => n,
-            Err(_) => return suppress(R::InvalidPhoneNumber),
+        let Ok(stored) = E164::parse(raw) else {
+            return suppress(R::InvalidPhoneNumber);
         };
         if !prefs.phone_verified {
             return suppress(R::PhoneNotVerified);
         }
-        &stored
+        stored
     };
 
     // 2. Consent, and 3. the promotional switches. `prefs` is always set here but for codes.
@@ -198,7 +195,7 @@ fn evaluate(c: &SendCheck<'_>) -> Result<(), Decision> {
     // 6. Quiet hours, before the caps (see above).
     if promotional {
         let zone = c.prefs.and_then(|p| p.time_zone.as_deref());
-        if let Quiet::ClosedUntil(until) = quiet_hours::check(c.now, number, zone) {
+        if let Quiet::ClosedUntil(until) = quiet_hours::check(c.now, &number, zone) {
             return Err(Decision::Defer { until });
         }
     }
@@ -209,7 +206,7 @@ fn evaluate(c: &SendCheck<'_>) -> Result<(), Decision> {
         if usage.promotional_today >= c.limits.promotional_per_user_per_day {
             return suppress(R::DailyCap);
         }
-        if let Some(max) = quiet_hours::rule_for(number).max_promotional_per_24h
+        if let Some(max) = quiet_hours::rule_for(&number).max_promotional_per_24h
             && usage.promotional_last_24h >= max
         {
             return suppress(R::StateCap);
@@ -221,7 +218,7 @@ fn evaluate(c: &SendCheck<'_>) -> Result<(), Decision> {
     if usage.monthly_spend_micros >= c.limits.transactional_hard_cap_micros {
         return suppress(R::HardSpendCap);
     }
-    Ok(())
+    Ok(number)
 }
 
 #[cfg(test)]
@@ -293,13 +290,18 @@ mod tests {
         Decision::Suppress(reason)
     }
 
+    /// Sent, to the number stored in `p`.
+    fn sent_to(p: &Preferences) -> Decision {
+        Decision::Send(E164::parse(p.phone_number.as_deref().unwrap()).unwrap())
+    }
+
     #[test]
     fn a_consenting_verified_user_gets_every_kind_but_codes() {
         for kind in MessageKind::ALL {
             if kind != MessageKind::PhoneVerification {
                 assert_eq!(
                     run(kind, &prefs(), noon(), Usage::default()),
-                    Decision::Send,
+                    sent_to(&prefs()),
                     "{kind}"
                 );
             }
@@ -374,7 +376,7 @@ mod tests {
         let mut p = prefs();
         p.allow_sms_invitations = false;
         assert_eq!(promo(&p), suppressed(SuppressReason::MasterSwitchOff));
-        assert_eq!(alert(&p), Decision::Send);
+        assert_eq!(alert(&p), sent_to(&p));
     }
 
     #[test]
@@ -384,9 +386,9 @@ mod tests {
         assert_eq!(promo(&p), suppressed(SuppressReason::CategoryOff));
         assert_eq!(
             run(MessageKind::BattleResult, &p, noon(), Usage::default()),
-            Decision::Send
+            sent_to(&p)
         );
-        assert_eq!(alert(&p), Decision::Send);
+        assert_eq!(alert(&p), sent_to(&p));
     }
 
     #[test]
@@ -464,7 +466,7 @@ mod tests {
             at("2026-06-10T03:00"),
             Usage::default(),
         );
-        assert_eq!(d, Decision::Send);
+        assert_eq!(d, sent_to(&prefs()));
     }
 
     #[test]
@@ -521,11 +523,11 @@ mod tests {
         };
         assert_eq!(
             run(MessageKind::BattleInvitation, &prefs(), noon(), under),
-            Decision::Send
+            sent_to(&prefs())
         );
         assert_eq!(
             run(MessageKind::SecurityAlert, &prefs(), noon(), usage),
-            Decision::Send
+            sent_to(&prefs())
         );
     }
 
@@ -549,15 +551,15 @@ mod tests {
         };
         assert_eq!(
             run(MessageKind::BattleInvitation, &fl, noon(), two),
-            Decision::Send
+            sent_to(&fl)
         );
         assert_eq!(
             run(MessageKind::BattleInvitation, &prefs(), noon(), three),
-            Decision::Send
+            sent_to(&prefs())
         );
         assert_eq!(
             run(MessageKind::SecurityAlert, &fl, noon(), three),
-            Decision::Send
+            sent_to(&fl)
         );
     }
 
@@ -574,7 +576,7 @@ mod tests {
         // Over the spend cap, transactional still goes until the hard cap.
         assert_eq!(
             run(MessageKind::SecurityAlert, &prefs(), noon(), at_cap),
-            Decision::Send
+            sent_to(&prefs())
         );
         let at_hard = Usage {
             monthly_spend_micros: 100_000_000,
@@ -590,7 +592,7 @@ mod tests {
         };
         assert_eq!(
             run(MessageKind::BattleInvitation, &prefs(), noon(), below),
-            Decision::Send
+            sent_to(&prefs())
         );
     }
 
@@ -622,23 +624,23 @@ mod tests {
         let night = at("2026-06-10T03:00");
         assert_eq!(
             verification(Some(&new_user), Some(&target), false, u, night),
-            Decision::Send
+            Decision::Send(target.clone())
         );
         assert_eq!(
             verification(None, Some(&target), false, u, night),
-            Decision::Send
+            Decision::Send(target.clone())
         );
         let mut revoked = prefs();
         revoked.consent.given = false;
         revoked.consent.revoked_at = Some(noon());
         assert_eq!(
             verification(Some(&revoked), Some(&target), false, u, noon()),
-            Decision::Send
+            Decision::Send(target.clone())
         );
         // Re-verifying is how an undeliverable number comes back.
         assert_eq!(
             verification(Some(&new_user), Some(&target), true, u, noon()),
-            Decision::Send
+            Decision::Send(target.clone())
         );
     }
 
@@ -662,7 +664,7 @@ mod tests {
         };
         assert_eq!(
             verification(None, Some(&target), false, over, noon()),
-            Decision::Send
+            Decision::Send(target.clone())
         );
         let hard = Usage {
             monthly_spend_micros: 100_000_000,

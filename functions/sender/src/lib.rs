@@ -302,8 +302,9 @@ impl<S: SmsSender> Sender<S> {
             now,
         });
         let phone = prefs.and_then(|p| p.phone_number.as_deref());
-        match decision {
-            Decision::Send => {}
+        // The number `decide` parsed from the preferences: parsed once per message.
+        let number = match decision {
+            Decision::Send(number) => number,
             Decision::Suppress(reason) => return self.suppress(&claim, reason, phone).await,
             Decision::Defer { until } => {
                 let finish = self
@@ -318,12 +319,6 @@ impl<S: SmsSender> Sender<S> {
                 }
                 return self.hide_until(record, until, now).await;
             }
-        }
-        // `decide` sent only a user with a stored number that parses.
-        let Some(number) = phone.and_then(|p| E164::parse(p).ok()) else {
-            return self
-                .suppress(&claim, SuppressReason::InvalidPhoneNumber, phone)
-                .await;
         };
 
         let class = request.kind.class();

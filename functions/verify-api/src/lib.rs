@@ -243,7 +243,7 @@ async fn start<S: SmsSender>(
         now,
     });
     match decision {
-        Decision::Send => {}
+        Decision::Send(_) => {}
         Decision::Suppress(SuppressReason::CountryNotAllowed) => {
             return Err(ApiError::bad_request(
                 "country_not_supported",
