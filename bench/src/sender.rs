@@ -409,6 +409,11 @@ fn throughput_rows(r: &RunResult, part: &mut Part) {
         Row::new(area, subject, "SMS API calls per message", f(calls, 2))
             .target("= 1", r.sms_calls as usize == r.sent_unique),
     );
+    delivery_rows(area, subject, r, part);
+}
+
+/// Whether every request ended with exactly one SMS, and how the handler answered them.
+fn delivery_rows(area: &str, subject: &str, r: &RunResult, part: &mut Part) {
     let exact = r.sent_unique == r.messages && r.sent_total == r.messages;
     part.push(
         Row::new(
@@ -467,27 +472,7 @@ fn pacing_rows(area: &str, rate: f64, r: &RunResult, part: &mut Part) {
         "SMS API calls per message (SDK retries included)",
         f(r.sms_calls as f64 / r.sent_unique.max(1) as f64, 2),
     ));
-    let exact = r.sent_unique == r.messages && r.sent_total == r.messages;
-    part.push(
-        Row::new(
-            area,
-            subject,
-            "sent / lost / doubled",
-            format!(
-                "{} / {} / {}",
-                r.sent_unique,
-                r.messages - r.sent_unique,
-                r.sent_total - r.sent_unique
-            ),
-        )
-        .target("none lost or doubled", exact),
-    );
-    part.push(Row::new(
-        area,
-        subject,
-        "outcomes (redeliveries included)",
-        tally_text(&r.outcomes),
-    ));
+    delivery_rows(area, subject, r, part);
     part.push(Row::new(
         area,
         subject,
