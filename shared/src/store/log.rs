@@ -472,6 +472,18 @@ impl LogStore {
         &self,
         message_id: &str,
     ) -> Result<Option<LogRecord>, StoreError> {
+        self.item_by_provider_message_id(message_id)
+            .await?
+            .map(from_item)
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// The raw item of the record a provider message id belongs to, by its index.
+    pub(super) async fn item_by_provider_message_id(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
             .client
             .query()
@@ -482,13 +494,7 @@ impl LogStore {
             .limit(1)
             .send()
             .await?;
-        out.items
-            .unwrap_or_default()
-            .into_iter()
-            .next()
-            .map(from_item)
-            .transpose()
-            .map_err(Into::into)
+        Ok(out.items.unwrap_or_default().into_iter().next())
     }
 
     /// A user's messages created in `[from, to)`, newest first, at most `limit`.

@@ -25,7 +25,7 @@
 //!   and marks the number undeliverable at [`HARD_FAILURE_LIMIT`].
 
 use super::counters::number;
-use super::schema::{LOG_BY_PROVIDER_ID_INDEX, LOG_KEY, TTL_ATTRIBUTE};
+use super::schema::{LOG_KEY, TTL_ATTRIBUTE};
 use super::{LogStatus, LogStore, StoreError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
@@ -271,17 +271,11 @@ impl LogStore {
         if provider_message_id.is_empty() {
             return Ok(None);
         }
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(LOG_BY_PROVIDER_ID_INDEX)
-            .key_condition_expression("providerMessageId = :mid")
-            .expression_attribute_values(":mid", s(provider_message_id))
-            .limit(1)
-            .send()
-            .await?;
-        Ok(out.items.unwrap_or_default().first().and_then(target_of))
+        Ok(self
+            .item_by_provider_message_id(provider_message_id)
+            .await?
+            .as_ref()
+            .and_then(target_of))
     }
 
     /// Applies a receipt's status to its record (see the module documentation), and moves the
