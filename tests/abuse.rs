@@ -93,7 +93,7 @@ impl Attack {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or_else(|| panic!("429 without Retry-After: {reply:?}"));
                 assert!((1..=86_400).contains(&secs), "{reply:?}");
-                assert_eq!(reply.body["retryAfterSeconds"], secs, "{reply:?}");
+                assert_eq!(reply.body["retry_after_seconds"], secs, "{reply:?}");
             } else {
                 assert_eq!(reply.retry_after, None, "{reply:?}");
             }

@@ -1,16 +1,20 @@
 //! Helpers of the HTTP API tests (`opt_in_api.rs`, `verify_api.rs`): requests built from the
-//! payload-v2 events of `events/`, both handlers wired to one `TestEnv`, the SMS stub and a
+//! payload-v2 events of `events/` (authenticated as the app's client is: the `access_token`
+//! cookie and the CSRF pair), both handlers wired to one `TestEnv`, the SMS stub and a
 //! `ManualClock`, and a log capture.
 
 #![allow(dead_code)]
 
+use integration_tests::local_stack::{LOCAL_CODE_HMAC_KEY, LOCAL_JWT_SIGNING_KEY};
 use integration_tests::{SmsStub, TestEnv};
 use jiff::Timestamp;
 use lambda_http::{Body, Request};
 use serde_json::Value;
 use sms_shared::Config;
+use sms_shared::auth::Authenticator;
 use sms_shared::clock::ManualClock;
 use sms_shared::preferences::{ConsentEvent, Preferences};
+use sms_shared::secrets::SecretKey;
 use sms_shared::sms::EumSender;
 use sms_shared::store::PreferencesStore;
 use std::io::Write;
@@ -18,6 +22,10 @@ use std::sync::{Arc, Mutex};
 
 /// 2026-11-25 12:00 UTC, a Wednesday.
 pub const START: &str = "2026-11-25T12:00:00Z";
+/// The frontend's origin in the events and the configuration.
+pub const APP_ORIGIN: &str = "https://app.example.com";
+/// The CSRF pair of the events.
+pub const CSRF: &str = "5d41402abc4b2a76b9719d911017c592";
 
 /// One test's world: tables, SMS stub, clock, both APIs.
 pub struct Api {
@@ -40,15 +48,27 @@ impl Api {
         let mut vars = vec![
             ("SMS_SENDER", "eum"),
             ("ORIGINATION_IDENTITY", "+18005550100"),
-            ("VERIFICATION_HMAC_KEY", "test-hmac-key"),
+            ("ALLOWED_ORIGINS", APP_ORIGIN),
         ];
         vars.extend_from_slice(extra);
         let config = env.config_with(&vars);
         let clock = Arc::new(ManualClock::new(START.parse().unwrap()));
         let sender = EumSender::new(stub.client(), &config.sms);
-        let opt_in = opt_in_api::State::new(config.clone(), env.dynamodb.clone(), clock.clone());
-        let verify =
-            verify_api::State::new(config.clone(), env.dynamodb.clone(), sender, clock.clone());
+        let opt_in = opt_in_api::State::new(
+            config.clone(),
+            authenticator(&config),
+            env.dynamodb.clone(),
+            clock.clone(),
+        );
+        let code_key = SecretKey::new(LOCAL_CODE_HMAC_KEY.as_bytes().to_vec()).unwrap();
+        let verify = verify_api::State::new(
+            config.clone(),
+            authenticator(&config),
+            code_key,
+            env.dynamodb.clone(),
+            sender,
+            clock.clone(),
+        );
         Api {
             env,
             stub,
@@ -93,6 +113,36 @@ impl Api {
         .expect("handlers answer every request");
         Reply::from(response)
     }
+}
+
+/// The app's tokens, signed with the local stack's key (as the events' tokens are).
+pub fn authenticator(config: &Config) -> Authenticator {
+    let key = SecretKey::new(LOCAL_JWT_SIGNING_KEY.as_bytes().to_vec()).unwrap();
+    Authenticator::app_jwt(
+        &key,
+        config.auth.algorithm,
+        config.auth.allowed_origins.clone(),
+    )
+}
+
+/// A SimpleJWT access token for `user`, valid for `exp_in_secs` from the real clock (the
+/// token's `exp` is checked against it, not against the test's `ManualClock`).
+pub fn access_token(user: &str, exp_in_secs: i64) -> String {
+    let now = Timestamp::now().as_second();
+    let user_id: Value = match user.parse::<u64>() {
+        Ok(n) => n.into(),
+        Err(_) => user.into(),
+    };
+    let claims = serde_json::json!({
+        "token_type": "access", "exp": now + exp_in_secs, "iat": now,
+        "jti": format!("{now}-{user}"), "user_id": user_id,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(LOCAL_JWT_SIGNING_KEY.as_bytes()).unwrap(),
+    )
+    .unwrap()
 }
 
 /// A response, its body parsed.
@@ -150,7 +200,7 @@ pub fn event(name: &str) -> Value {
 /// How to change an event before it becomes a request.
 #[derive(Default, Clone)]
 pub struct Edit<'a> {
-    /// `Some(None)`: no authorizer at all.
+    /// `Some(Some(user))`: a fresh cookie token for `user`; `Some(None)`: no cookies at all.
     pub user: Option<Option<&'a str>>,
     /// Raw body text.
     pub body: Option<String>,
@@ -164,12 +214,14 @@ pub struct Edit<'a> {
 pub fn request(name: &str, edit: Edit<'_>) -> Request {
     let mut e = event(name);
     match edit.user {
-        Some(Some(user)) => e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = user.into(),
+        Some(Some(user)) => {
+            e["cookies"] = serde_json::json!([
+                format!("access_token={}", access_token(user, 300)),
+                format!("csrftoken={CSRF}"),
+            ]);
+        }
         Some(None) => {
-            e["requestContext"]
-                .as_object_mut()
-                .unwrap()
-                .remove("authorizer");
+            e.as_object_mut().unwrap().remove("cookies");
         }
         None => {}
     }
@@ -187,7 +239,8 @@ pub fn request(name: &str, edit: Edit<'_>) -> Request {
         e["requestContext"]["http"]["method"] = method.into();
     }
     if let Some(path) = edit.path {
-        e["rawPath"] = path.into();
+        let path = format!("/api/v1{path}");
+        e["rawPath"] = path.clone().into();
         e["requestContext"]["http"]["path"] = path.into();
     }
     if let Some(ip) = edit.source_ip {
@@ -218,7 +271,7 @@ pub fn verification_start(user: &str, number: &str, source_ip: &str) -> Request 
         "http-verification-start",
         Edit {
             user: Some(Some(user)),
-            body: Some(serde_json::json!({ "phoneNumber": number }).to_string()),
+            body: Some(serde_json::json!({ "phone_number": number }).to_string()),
             source_ip: Some(source_ip),
             ..Edit::default()
         },

@@ -154,12 +154,13 @@ impl Fixture {
         p.phone_verified = true;
         p.phone_verified_at = Some(now());
         p.allow_sms_invitations = true;
-        let grant = ConsentEvent::new(
+        let mut grant = ConsentEvent::new(
             user_id,
             now(),
             ConsentAction::Grant,
             ConsentMethod::OptInModal,
         );
+        grant.phone_number = p.phone_number.clone();
         grant.apply_to(&mut p.consent);
         self.prefs.save(&mut p, &[grant], now()).await.unwrap();
     }

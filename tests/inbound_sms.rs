@@ -97,7 +97,9 @@ impl Fixture {
         p.phone_verified = true;
         p.allow_sms_invitations = true;
         let at: Timestamp = "2026-11-01T10:00:00Z".parse().unwrap();
-        let grant = ConsentEvent::new(user_id, at, ConsentAction::Grant, ConsentMethod::OptInModal);
+        let mut grant =
+            ConsentEvent::new(user_id, at, ConsentAction::Grant, ConsentMethod::OptInModal);
+        grant.phone_number = p.phone_number.clone();
         grant.apply_to(&mut p.consent);
         self.prefs.save(&mut p, &[grant], at).await.unwrap();
     }

@@ -44,12 +44,12 @@ const WORKERS: usize = 200;
 const SHARED_USERS: usize = 16;
 /// The toggles of the preferences view; each has one writer per shared user.
 const TOGGLES: [&str; 6] = [
-    "smsBattleInvitations",
-    "smsBattleResults",
-    "smsBattleReminders",
-    "smsStreakAlerts",
-    "smsDirectMessages",
-    "smsAchievements",
+    "sms_battle_invitations",
+    "sms_battle_results",
+    "sms_battle_reminders",
+    "sms_streak_alerts",
+    "sms_direct_messages",
+    "sms_achievements",
 ];
 /// Per shared user: one writer per toggle, one of the master switch, one reader of the prompt.
 const WORKERS_PER_SHARED_USER: usize = TOGGLES.len() + 2;
@@ -236,7 +236,7 @@ async fn master_writer(run: &Run, u: usize, seed: u64) -> Step<Report> {
         if i.is_multiple_of(3) {
             let prefs = c.get_prefs(&user).await?;
             ensure(
-                prefs["allowSmsInvitations"] == value && prefs["hasConsent"] == value,
+                prefs["allow_sms_invitations"] == value && prefs["has_consent"] == value,
                 || format!("{user}: stored {prefs} but last written {value}"),
             )?;
             continue;
@@ -247,18 +247,18 @@ async fn master_writer(run: &Run, u: usize, seed: u64) -> Step<Report> {
             !value
         };
         let reply = c
-            .patch(&user, json!({ "allowSmsInvitations": next }))
+            .patch(&user, json!({ "allow_sms_invitations": next }))
             .await?;
         if reply.status == 200 {
             ensure(
-                reply.body["allowSmsInvitations"] == next && reply.body["hasConsent"] == next,
+                reply.body["allow_sms_invitations"] == next && reply.body["has_consent"] == next,
                 || format!("{user}: PATCH {next} answered {:?}", reply.body),
             )?;
             changes += usize::from(next != value);
             value = next;
         } else if c.more() {
             let prefs = c.get_prefs(&user).await?;
-            ensure(prefs["hasConsent"] == value, || {
+            ensure(prefs["has_consent"] == value, || {
                 format!("{user}: a 409 changed consent: {prefs}")
             })?;
         }
@@ -286,8 +286,8 @@ async fn prompt_reader(run: &Run, u: usize) -> Step<Report> {
         let reply = c.send("GET opt-in", as_user(PROMPT, &user, None)).await?;
         match reply.status {
             200 => {
-                if reply.body["showPrompt"] == true {
-                    ensure(reply.body["alreadyOptedIn"] == false, || {
+                if reply.body["show_prompt"] == true {
+                    ensure(reply.body["already_opted_in"] == false, || {
                         format!("{user}: prompt for an opted-in user {:?}", reply.body)
                     })?;
                     shown += 1;
@@ -324,7 +324,7 @@ async fn opt_in_worker(run: &Run, u: usize, seed: u64) -> Step<Report> {
                 as_user(
                     OPT_IN,
                     &user,
-                    Some(json!({"action": "opt_in", "phoneNumber": phone})),
+                    Some(json!({"action": "opt_in", "phone_number": phone})),
                 ),
                 true,
             ),
@@ -347,7 +347,7 @@ async fn opt_in_worker(run: &Run, u: usize, seed: u64) -> Step<Report> {
         match reply.status {
             200 => {
                 if is_opt_in {
-                    ensure(reply.body["allowSmsInvitations"] == true, || {
+                    ensure(reply.body["allow_sms_invitations"] == true, || {
                         format!("{user}: opt_in answered {:?}", reply.body)
                     })?;
                     opt_ins += 1;
@@ -422,7 +422,7 @@ async fn verify_worker(run: &Run, w: usize) -> Step<Report> {
             ensure(reply.status == status, || format!("{route}: {reply:?}"))?;
             if status == 200 {
                 ensure(
-                    reply.body == json!({"phoneVerified": true, "phoneNumber": phone}),
+                    reply.body == json!({"phone_verified": true, "phone_number": phone}),
                     || format!("check {reply:?}"),
                 )?;
                 c.report.verified.push((user.clone(), phone.clone()));
@@ -475,11 +475,11 @@ async fn two_hundred_clients_for_thirty_seconds_lose_nothing() {
             .call(as_user(
                 PATCH,
                 &shared_user(u),
-                Some(json!({"phoneNumber": number(8_000_000 + u)})),
+                Some(json!({"phone_number": number(8_000_000 + u)})),
             ))
             .await;
         assert_eq!(reply.status, 200, "{:?}", reply.body);
-        assert_eq!(reply.body["hasConsent"], false);
+        assert_eq!(reply.body["has_consent"], false);
         initial.push(reply.body);
     }
 

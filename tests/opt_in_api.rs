@@ -3,7 +3,7 @@
 #[path = "api_common.rs"]
 mod api_common;
 
-use api_common::{Api, Edit, as_user, request};
+use api_common::{Api, Edit, access_token, as_user, request};
 use jiff::SignedDuration;
 use serde_json::{Value, json};
 use sms_shared::preferences::{ConsentAction, ConsentMethod};
@@ -17,18 +17,19 @@ const UA: &str =
 
 fn defaults() -> Value {
     json!({
-        "allowSmsInvitations": false,
-        "phoneNumber": null,
-        "phoneVerified": false,
-        "smsBattleInvitations": true,
-        "smsBattleResults": true,
-        "smsBattleReminders": true,
-        "smsStreakAlerts": true,
-        "smsDirectMessages": true,
-        "smsAchievements": true,
-        "timeZone": null,
-        "hasConsent": false,
-        "consentGivenAt": null,
+        "allow_sms_invitations": false,
+        "phone_number": "",
+        "phone_verified": false,
+        "sms_battle_invitations": true,
+        "sms_battle_results": true,
+        "sms_battle_reminders": true,
+        "sms_streak_alerts": true,
+        "sms_direct_messages": true,
+        "sms_achievements": true,
+        "time_zone": null,
+        "locale": "en",
+        "has_consent": false,
+        "consent_given_at": null,
     })
 }
 
@@ -55,7 +56,7 @@ async fn prompt_shows_once_then_not_for_24_hours() {
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.body,
-        json!({"showPrompt": true, "alreadyOptedIn": false, "phoneNumber": null, "phoneVerified": false})
+        json!({"show_prompt": true, "already_opted_in": false, "phone_number": "", "phone_verified": false})
     );
     assert_eq!(
         api.prefs("u-1").await.unwrap().prompt.shown_at,
@@ -63,15 +64,15 @@ async fn prompt_shows_once_then_not_for_24_hours() {
         "the first true records promptShownAt"
     );
     let again = api.call(as_user(PROMPT, "u-1", None)).await;
-    assert_eq!(again.body["showPrompt"], false);
+    assert_eq!(again.body["show_prompt"], false);
     api.clock.advance(SignedDuration::from_hours(23));
     assert_eq!(
-        api.call(as_user(PROMPT, "u-1", None)).await.body["showPrompt"],
+        api.call(as_user(PROMPT, "u-1", None)).await.body["show_prompt"],
         false
     );
     api.clock.advance(SignedDuration::from_hours(1));
     assert_eq!(
-        api.call(as_user(PROMPT, "u-1", None)).await.body["showPrompt"],
+        api.call(as_user(PROMPT, "u-1", None)).await.body["show_prompt"],
         true
     );
 }
@@ -85,11 +86,11 @@ async fn dismiss_and_remind_later_hide_the_prompt() {
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.body,
-        json!({"success": true, "allowSmsInvitations": false})
+        json!({"success": true, "allow_sms_invitations": false})
     );
     api.clock.advance(SignedDuration::from_hours(24 * 30));
     assert_eq!(
-        api.call(as_user(PROMPT, "u-d", None)).await.body["showPrompt"],
+        api.call(as_user(PROMPT, "u-d", None)).await.body["show_prompt"],
         false
     );
 
@@ -102,15 +103,15 @@ async fn dismiss_and_remind_later_hide_the_prompt() {
         .await;
     assert_eq!(
         reply.body,
-        json!({"success": true, "allowSmsInvitations": false})
+        json!({"success": true, "allow_sms_invitations": false})
     );
     assert_eq!(
-        api.call(as_user(PROMPT, "u-r", None)).await.body["showPrompt"],
+        api.call(as_user(PROMPT, "u-r", None)).await.body["show_prompt"],
         false
     );
     api.clock.advance(SignedDuration::from_hours(72));
     assert_eq!(
-        api.call(as_user(PROMPT, "u-r", None)).await.body["showPrompt"],
+        api.call(as_user(PROMPT, "u-r", None)).await.body["show_prompt"],
         true
     );
     assert!(
@@ -122,21 +123,21 @@ async fn dismiss_and_remind_later_hide_the_prompt() {
 #[tokio::test]
 async fn opt_in_turns_the_switch_on_and_records_consent() {
     let api = Api::new().await;
-    let body = json!({"action": "opt_in", "phoneNumber": "(415) 555-0123", "timeZone": "America/Los_Angeles"});
+    let body = json!({"action": "opt_in", "phone_number": "(415) 555-0123", "time_zone": "America/Los_Angeles"});
     let reply = api.call(as_user(OPT_IN, "u-2", Some(body))).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(
         reply.body,
-        json!({"success": true, "allowSmsInvitations": true})
+        json!({"success": true, "allow_sms_invitations": true})
     );
 
     let prefs = api.call(as_user(PREFS, "u-2", None)).await;
     let mut expected = defaults();
-    expected["allowSmsInvitations"] = json!(true);
-    expected["phoneNumber"] = json!("+14155550123");
-    expected["timeZone"] = json!("America/Los_Angeles");
-    expected["hasConsent"] = json!(true);
-    expected["consentGivenAt"] = json!("2026-11-25T12:00:00Z");
+    expected["allow_sms_invitations"] = json!(true);
+    expected["phone_number"] = json!("+14155550123");
+    expected["time_zone"] = json!("America/Los_Angeles");
+    expected["has_consent"] = json!(true);
+    expected["consent_given_at"] = json!("2026-11-25T12:00:00Z");
     assert_eq!(prefs.body, expected);
 
     let history = api.history("u-2").await;
@@ -145,33 +146,76 @@ async fn opt_in_turns_the_switch_on_and_records_consent() {
     assert_eq!(grant.action, ConsentAction::Grant);
     assert_eq!(grant.method, ConsentMethod::OptInModal);
     assert_eq!(grant.at, api.now());
-    assert_eq!(grant.phone_number.as_deref(), Some("+14155550123"));
+    assert_eq!(
+        grant.phone_number, None,
+        "the number is not verified yet: the grant is pending (§4)"
+    );
     assert_eq!(grant.ip.as_deref(), Some("203.0.113.9"));
     assert_eq!(grant.user_agent.as_deref(), Some(UA));
-    assert_eq!(
-        grant.disclosure_version.as_deref(),
-        Some(api.config.consent_text_version.as_str())
-    );
-    assert_eq!(
-        grant.disclosure_text.as_deref(),
-        Some(api.config.consent_text.as_str())
-    );
+    let current = sms_shared::disclosure::lookup(None).unwrap();
+    assert_eq!(grant.disclosure_version.as_deref(), Some(current.version));
+    assert_eq!(grant.disclosure_text.as_deref(), Some(current.text));
 
     let prompt = api.call(as_user(PROMPT, "u-2", None)).await;
     assert_eq!(
         prompt.body,
-        json!({"showPrompt": false, "alreadyOptedIn": true, "phoneNumber": "+14155550123", "phoneVerified": false})
+        json!({"show_prompt": false, "already_opted_in": true, "phone_number": "+14155550123", "phone_verified": false})
     );
 }
 
 #[tokio::test]
-async fn opt_in_without_any_number_is_refused() {
+async fn the_modal_opts_in_without_a_number_and_the_grant_is_pending() {
     let api = Api::new().await;
+    // The modal posts only the action (§5).
     let reply = api
         .call(as_user(OPT_IN, "u-3", Some(json!({"action": "opt_in"}))))
         .await;
-    reply.assert_error(400, "phone_number_required");
-    assert!(api.prefs("u-3").await.is_none());
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(
+        reply.body,
+        json!({"success": true, "allow_sms_invitations": true})
+    );
+    let prompt = api.call(as_user(PROMPT, "u-3", None)).await;
+    assert_eq!(prompt.body["already_opted_in"], true);
+    assert_eq!(prompt.body["show_prompt"], false);
+    let grant = &api.history("u-3").await[0];
+    assert_eq!(grant.phone_number, None, "pending: no number yet");
+    let prefs = api.prefs("u-3").await.unwrap();
+    assert!(prefs.consent.pending_at(api.now()));
+    assert!(!prefs.consent.covers("+14155550123"));
+}
+
+#[tokio::test]
+async fn a_named_disclosure_version_is_recorded_and_an_unknown_one_refused() {
+    let api = Api::new().await;
+    let version = sms_shared::disclosure::REGISTRY[0];
+    let body = json!({"action": "opt_in", "disclosure_version": version.version});
+    assert_eq!(
+        api.call(as_user(OPT_IN, "u-d", Some(body))).await.status,
+        200
+    );
+    let grant = &api.history("u-d").await[0];
+    assert_eq!(grant.disclosure_version.as_deref(), Some(version.version));
+    assert_eq!(grant.disclosure_text.as_deref(), Some(version.text));
+
+    for (event, body) in [
+        (
+            OPT_IN,
+            json!({"action": "opt_in", "disclosure_version": "1999-01-01"}),
+        ),
+        (
+            PATCH,
+            json!({"allow_sms_invitations": true, "disclosure_version": "v0"}),
+        ),
+    ] {
+        let reply = api.call(as_user(event, "u-e", Some(body))).await;
+        reply.assert_error(400, "unknown_disclosure_version");
+        assert_eq!(
+            reply.body["details"]["disclosure_version"][0],
+            "unknown disclosure version"
+        );
+    }
+    assert!(api.prefs("u-e").await.is_none(), "nothing was written");
 }
 
 #[tokio::test]
@@ -186,24 +230,24 @@ async fn preferences_of_a_new_user_are_the_defaults() {
 #[tokio::test]
 async fn patch_updates_toggles_and_zone_and_names_what_it_updated() {
     let api = Api::new().await;
-    let body = json!({"smsBattleReminders": false, "smsAchievements": false, "timeZone": "America/Chicago"});
+    let body = json!({"sms_battle_reminders": false, "sms_achievements": false, "time_zone": "America/Chicago"});
     let reply = api.call(as_user(PATCH, "u-4", Some(body))).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     let mut expected = defaults();
-    expected["smsBattleReminders"] = json!(false);
-    expected["smsAchievements"] = json!(false);
-    expected["timeZone"] = json!("America/Chicago");
+    expected["sms_battle_reminders"] = json!(false);
+    expected["sms_achievements"] = json!(false);
+    expected["time_zone"] = json!("America/Chicago");
     let mut full = expected.clone();
     full["success"] = json!(true);
-    full["updated"] = json!(["smsBattleReminders", "smsAchievements", "timeZone"]);
+    full["updated"] = json!(["sms_battle_reminders", "sms_achievements", "time_zone"]);
     assert_eq!(reply.body, full);
     assert_eq!(api.call(as_user(PREFS, "u-4", None)).await.body, expected);
 
     // null clears the zone; an empty PATCH changes nothing.
     let reply = api
-        .call(as_user(PATCH, "u-4", Some(json!({"timeZone": null}))))
+        .call(as_user(PATCH, "u-4", Some(json!({"time_zone": null}))))
         .await;
-    assert_eq!(reply.body["timeZone"], Value::Null);
+    assert_eq!(reply.body["time_zone"], Value::Null);
     let version = api.prefs("u-4").await.unwrap().version;
     let reply = api.call(as_user(PATCH, "u-4", Some(json!({})))).await;
     assert_eq!(reply.body["updated"], json!([]));
@@ -213,14 +257,17 @@ async fn patch_updates_toggles_and_zone_and_names_what_it_updated() {
 #[tokio::test]
 async fn master_switch_on_grants_and_off_revokes_consent() {
     let api = Api::new().await;
-    let on = json!({"allowSmsInvitations": true, "phoneNumber": "+14155550123"});
+    let on = json!({"allow_sms_invitations": true, "phone_number": "+14155550123"});
     let reply = api.call(as_user(PATCH, "u-5", Some(on))).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    assert_eq!(reply.body["hasConsent"], true);
-    assert_eq!(reply.body["allowSmsInvitations"], true);
+    assert_eq!(
+        reply.body["has_consent"], true,
+        "pending until the number is verified"
+    );
+    assert_eq!(reply.body["allow_sms_invitations"], true);
     assert_eq!(
         reply.body["updated"],
-        json!(["allowSmsInvitations", "phoneNumber"])
+        json!(["allow_sms_invitations", "phone_number"])
     );
 
     api.clock.advance(SignedDuration::from_mins(5));
@@ -228,12 +275,12 @@ async fn master_switch_on_grants_and_off_revokes_consent() {
         .call(as_user(
             PATCH,
             "u-5",
-            Some(json!({"allowSmsInvitations": false})),
+            Some(json!({"allow_sms_invitations": false})),
         ))
         .await;
-    assert_eq!(reply.body["hasConsent"], false);
-    assert_eq!(reply.body["consentGivenAt"], Value::Null);
-    assert_eq!(reply.body["allowSmsInvitations"], false);
+    assert_eq!(reply.body["has_consent"], false);
+    assert_eq!(reply.body["consent_given_at"], Value::Null);
+    assert_eq!(reply.body["allow_sms_invitations"], false);
 
     let history = api.history("u-5").await;
     let kinds: Vec<_> = history.iter().map(|e| (e.action, e.method)).collect();
@@ -247,7 +294,7 @@ async fn master_switch_on_grants_and_off_revokes_consent() {
     assert_eq!(history[1].ip.as_deref(), Some("203.0.113.9"));
     assert_eq!(
         history[0].disclosure_version.as_deref(),
-        Some(api.config.consent_text_version.as_str())
+        Some(sms_shared::disclosure::CURRENT)
     );
     let prefs = api.prefs("u-5").await.unwrap();
     assert_eq!(
@@ -270,30 +317,30 @@ async fn a_new_phone_number_resets_verification() {
         .call(as_user(
             PATCH,
             "u-6",
-            Some(json!({"phoneNumber": "+1 415 555 0123"})),
+            Some(json!({"phone_number": "+1 415 555 0123"})),
         ))
         .await;
     assert_eq!(
-        same.body["phoneVerified"], true,
+        same.body["phone_verified"], true,
         "the same number stays verified"
     );
     let new = api
         .call(as_user(
             PATCH,
             "u-6",
-            Some(json!({"phoneNumber": "+1 415 555 0199"})),
+            Some(json!({"phone_number": "+1 415 555 0199"})),
         ))
         .await;
     assert_eq!(new.status, 200);
-    assert_eq!(new.body["phoneNumber"], "+14155550199");
-    assert_eq!(new.body["phoneVerified"], false);
+    assert_eq!(new.body["phone_number"], "+14155550199");
+    assert_eq!(new.body["phone_verified"], false);
     assert_eq!(api.prefs("u-6").await.unwrap().phone_verified_at, None);
 }
 
 #[tokio::test]
 async fn one_user_never_reads_or_changes_another() {
     let api = Api::new().await;
-    let body = json!({"action": "opt_in", "phoneNumber": "+14155550123"});
+    let body = json!({"action": "opt_in", "phone_number": "+14155550123"});
     assert_eq!(
         api.call(as_user(OPT_IN, "alice", Some(body))).await.status,
         200
@@ -303,15 +350,15 @@ async fn one_user_never_reads_or_changes_another() {
     // Bob sees only his own (default) preferences.
     assert_eq!(api.call(as_user(PREFS, "bob", None)).await.body, defaults());
     let prompt = api.call(as_user(PROMPT, "bob", None)).await;
-    assert_eq!(prompt.body["phoneNumber"], Value::Null);
+    assert_eq!(prompt.body["phone_number"], "");
     // Bob's writes land on Bob; there is no field or path that names another user.
-    let off = json!({"allowSmsInvitations": false, "smsBattleInvitations": false});
+    let off = json!({"allow_sms_invitations": false, "sms_battle_invitations": false});
     assert_eq!(api.call(as_user(PATCH, "bob", Some(off))).await.status, 200);
     let named = api
         .call(as_user(
             PATCH,
             "bob",
-            Some(json!({"userId": "alice", "smsStreakAlerts": false})),
+            Some(json!({"userId": "alice", "sms_streak_alerts": false})),
         ))
         .await;
     named.assert_error(400, "unknown_field");
@@ -320,30 +367,95 @@ async fn one_user_never_reads_or_changes_another() {
 }
 
 #[tokio::test]
-async fn no_identity_is_401_and_the_dev_header_is_off_by_default() {
+async fn no_identity_is_401_and_no_header_names_a_user() {
     let api = Api::new().await;
-    let anonymous = |name| {
+    let anonymous = |name, headers| {
         request(
             name,
             Edit {
                 user: Some(None),
-                headers: vec![("x-dev-user-id", "u-dev")],
+                headers,
                 ..Edit::default()
             },
         )
     };
+    let expired = format!("Bearer {}", access_token("u-x", -120));
     for name in [PROMPT, PREFS, PATCH, OPT_IN] {
-        api.call(anonymous(name))
-            .await
-            .assert_error(401, "unauthorized");
+        for headers in [
+            vec![],
+            // The development identity header of earlier versions means nothing.
+            vec![("x-dev-user-id", "u-dev")],
+            vec![("authorization", expired.as_str())],
+        ] {
+            api.call(anonymous(name, headers))
+                .await
+                .assert_error(401, "unauthorized");
+        }
     }
     assert!(api.prefs("u-dev").await.is_none());
+    assert!(api.prefs("u-x").await.is_none());
+}
 
-    // Only an explicit DEV_AUTH_HEADER=true (never set by template.yaml) accepts the header.
-    let dev = Api::with(&[("DEV_AUTH_HEADER", "true")]).await;
-    let reply = dev.call(anonymous(PATCH)).await;
+#[tokio::test]
+async fn cookie_writes_need_the_csrf_pair_and_bearer_writes_do_not() {
+    let api = Api::new().await;
+    let body = json!({"sms_battle_reminders": false}).to_string();
+    let patch = |headers: Vec<(&'static str, &str)>, user| {
+        request(
+            PATCH,
+            Edit {
+                user,
+                body: Some(body.clone()),
+                headers,
+                ..Edit::default()
+            },
+        )
+    };
+    // The event's header carries the CSRF value; a wrong or foreign-origin one is 403.
+    for headers in [
+        vec![("x-csrftoken", "not-the-cookie")],
+        vec![("origin", "https://evil.example")],
+    ] {
+        api.call(patch(headers, Some(Some("u-c"))))
+            .await
+            .assert_error(403, "csrf_failed");
+    }
+    assert!(
+        api.prefs("u-c").await.is_none(),
+        "a refused write changes nothing"
+    );
+    let bearer = format!("Bearer {}", access_token("u-c", 300));
+    let reply = api
+        .call(patch(
+            vec![("authorization", bearer.as_str()), ("x-csrftoken", "")],
+            Some(None),
+        ))
+        .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    assert!(dev.prefs("u-dev").await.is_some());
+    let reply = api.call(patch(vec![], Some(Some("u-c")))).await;
+    assert_eq!(
+        reply.status, 200,
+        "the event's own pair passes: {:?}",
+        reply.body
+    );
+}
+
+#[tokio::test]
+async fn routes_live_under_the_base_path_only() {
+    let api = Api::new().await;
+    let mut e = api_common::event(PREFS);
+    e["rawPath"] = "/notifications/me/sms-preferences/".into();
+    let request = lambda_http::request::from_str(&e.to_string()).unwrap();
+    api.call(request).await.assert_error(404, "not_found");
+    let other = Api::with(&[("API_BASE_PATH", "/api/v2")]).await;
+    other
+        .call(request_named(PREFS))
+        .await
+        .assert_error(404, "not_found");
+}
+
+fn request_named(name: &str) -> lambda_http::Request {
+    request(name, Edit::default())
 }
 
 #[tokio::test]
@@ -397,7 +509,7 @@ async fn bad_inputs_are_refused_and_change_nothing() {
     let api = Api::new().await;
     // A user with some state to protect.
     let body =
-        json!({"action": "opt_in", "phoneNumber": "+14155550123", "timeZone": "America/Chicago"});
+        json!({"action": "opt_in", "phone_number": "+14155550123", "time_zone": "America/Chicago"});
     assert_eq!(
         api.call(as_user(OPT_IN, "u-7", Some(body))).await.status,
         200
@@ -405,12 +517,12 @@ async fn bad_inputs_are_refused_and_change_nothing() {
     let before = api.prefs("u-7").await.unwrap();
     let history_before = api.history("u-7").await;
 
-    let big = format!(r#"{{"timeZone": "{}"}}"#, "x".repeat(17 * 1024));
+    let big = format!(r#"{{"time_zone": "{}"}}"#, "x".repeat(17 * 1024));
     let cases: Vec<(&str, String, Option<&str>, u16, &str)> = vec![
         (PATCH, "not json".into(), None, 400, "invalid_json"),
         (
             PATCH,
-            r#"{"smsStreakAlerts": false"#.into(),
+            r#"{"sms_streak_alerts": false"#.into(),
             None,
             400,
             "invalid_json",
@@ -419,27 +531,28 @@ async fn bad_inputs_are_refused_and_change_nothing() {
         (PATCH, "".into(), None, 400, "invalid_json"),
         (
             PATCH,
-            r#"{"smsStreakAlerts": "no"}"#.into(),
+            r#"{"sms_streak_alerts": "no"}"#.into(),
             None,
             400,
             "invalid_field",
         ),
         (
             PATCH,
-            r#"{"smsStreakAlerts": null}"#.into(),
+            r#"{"sms_streak_alerts": null}"#.into(),
             None,
             400,
             "invalid_field",
         ),
         (
             PATCH,
-            r#"{"smsStreakAlerts": 0}"#.into(),
+            r#"{"sms_streak_alerts": 0}"#.into(),
             None,
             400,
             "invalid_field",
         ),
         (
             PATCH,
+            // The TypeScript types' camelCase never reaches the wire (§5): refused.
             r#"{"allowSmsInvitations": false, "sms_streak_alerts": false}"#.into(),
             None,
             400,
@@ -447,42 +560,42 @@ async fn bad_inputs_are_refused_and_change_nothing() {
         ),
         (
             PATCH,
-            r#"{"phoneVerified": true}"#.into(),
+            r#"{"phone_verified": true}"#.into(),
             None,
             400,
             "read_only_field",
         ),
         (
             PATCH,
-            r#"{"hasConsent": false}"#.into(),
+            r#"{"has_consent": false}"#.into(),
             None,
             400,
             "read_only_field",
         ),
         (
             PATCH,
-            r#"{"allowSmsInvitations": false, "phoneNumber": "12"}"#.into(),
+            r#"{"allow_sms_invitations": false, "phone_number": "12"}"#.into(),
             None,
             400,
             "invalid_phone_number",
         ),
         (
             PATCH,
-            r#"{"allowSmsInvitations": false, "phoneNumber": "+44 20 7946 0958"}"#.into(),
+            r#"{"allow_sms_invitations": false, "phone_number": "+44 20 7946 0958"}"#.into(),
             None,
             400,
             "country_not_supported",
         ),
         (
             PATCH,
-            r#"{"allowSmsInvitations": false, "timeZone": "Mars/Olympus"}"#.into(),
+            r#"{"allow_sms_invitations": false, "time_zone": "Mars/Olympus"}"#.into(),
             None,
             400,
             "invalid_time_zone",
         ),
         (
             PATCH,
-            r#"{"smsStreakAlerts": false, "smsStreakAlerts": true}"#.into(),
+            r#"{"sms_streak_alerts": false, "sms_streak_alerts": true}"#.into(),
             None,
             400,
             "duplicate_field",
@@ -490,7 +603,7 @@ async fn bad_inputs_are_refused_and_change_nothing() {
         (PATCH, big.clone(), None, 413, "payload_too_large"),
         (
             PATCH,
-            r#"{"allowSmsInvitations": false}"#.into(),
+            r#"{"allow_sms_invitations": false}"#.into(),
             Some("text/plain"),
             415,
             "unsupported_media_type",
@@ -504,7 +617,7 @@ async fn bad_inputs_are_refused_and_change_nothing() {
         ),
         (
             OPT_IN,
-            r#"{"phoneNumber": "+14155550123"}"#.into(),
+            r#"{"phone_number": "+14155550123"}"#.into(),
             None,
             400,
             "missing_field",
@@ -518,14 +631,14 @@ async fn bad_inputs_are_refused_and_change_nothing() {
         ),
         (
             OPT_IN,
-            r#"{"action": "dismiss", "phoneNumber": "nope"}"#.into(),
+            r#"{"action": "dismiss", "phone_number": "nope"}"#.into(),
             None,
             400,
             "invalid_phone_number",
         ),
         (
             OPT_IN,
-            r#"{"action": "opt_in", "timeZone": 5}"#.into(),
+            r#"{"action": "opt_in", "time_zone": 5}"#.into(),
             None,
             400,
             "invalid_field",
@@ -546,6 +659,14 @@ async fn bad_inputs_are_refused_and_change_nothing() {
             .await;
         assert_eq!(reply.status, status, "{name} {body:.80}: {:?}", reply.body);
         reply.assert_error(status, code);
+        if status == 400 && !matches!(code, "invalid_json") {
+            let details = reply.body["details"].as_object();
+            assert!(
+                details.is_some_and(|d| d.values().all(|v| v[0].is_string())),
+                "{name} {body:.80}: a field error names the field: {:?}",
+                reply.body
+            );
+        }
         assert_eq!(
             api.prefs("u-7").await.unwrap(),
             before,
@@ -560,9 +681,9 @@ async fn concurrent_patches_lose_no_update() {
     let api = Api::new().await;
     assert_eq!(api.call(as_user(PREFS, "u-8", None)).await.status, 200);
     let fields = [
-        "smsBattleInvitations",
-        "smsBattleResults",
-        "smsStreakAlerts",
+        "sms_battle_invitations",
+        "sms_battle_results",
+        "sms_streak_alerts",
     ];
     let replies = futures_util::future::join_all(
         fields

@@ -6,7 +6,7 @@
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use integration_tests::fault_proxy::FaultProxy;
-use integration_tests::sender_fixture::{Fixture, invitation, request};
+use integration_tests::sender_fixture::{Fixture, consented_number, invitation, request};
 use integration_tests::sqs::{deliver, drain, queue_arn};
 use integration_tests::{Behavior, FaultMix, TestEnv};
 use sender::Outcome;
@@ -40,7 +40,7 @@ async fn a_thousand_requests_under_faults_settle_once_each() {
     const REQUESTS: usize = 1000;
     for u in 0..USERS {
         let phone = format!("+1415555{:04}", 1000 + u);
-        f.save_user(&format!("r-{u}"), |p| p.phone_number = Some(phone))
+        f.save_user(&format!("r-{u}"), |p| consented_number(p, &phone))
             .await;
     }
     f.stub.set_fault_mix(Some(FaultMix {
@@ -170,7 +170,7 @@ async fn dynamodb_lost_mid_batch_acknowledges_only_what_was_recorded() {
     let f = Fixture::with_dynamodb(env, &[("SENDER_CONCURRENCY", "1")], Some(through_proxy)).await;
     for u in 0..10 {
         let phone = format!("+1415555{:04}", 3000 + u);
-        f.save_user(&format!("p-{u}"), |p| p.phone_number = Some(phone))
+        f.save_user(&format!("p-{u}"), |p| consented_number(p, &phone))
             .await;
     }
     // Each send takes a moment, so the line can be cut while the batch is under way.

@@ -5,7 +5,9 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use futures_util::future::join_all;
 use integration_tests::Behavior;
-use integration_tests::sender_fixture::{Fixture, PHONE, invitation, request, with_id};
+use integration_tests::sender_fixture::{
+    Fixture, PHONE, consented_number, invitation, request, with_id,
+};
 use integration_tests::sqs::{deliver, drain, event_body, receive_event};
 use jiff::{SignedDuration, Timestamp};
 use sender::Outcome;
@@ -223,8 +225,29 @@ async fn each_consent_rule_suppresses_with_its_reason() {
             SuppressReason::CategoryOff,
         ),
         (
+            // A verified number other than the consented one (§4): no consent carries over.
+            "other-number",
+            Box::new(|p| p.phone_number = Some("+14155550177".into())),
+            SuppressReason::NoConsentForNumber,
+        ),
+        (
+            // The modal's grant before it bound to a verified number.
+            "pending",
+            Box::new(|p| {
+                p.consent.phone_number = None;
+                p.consent.pending_until = p
+                    .consent
+                    .given_at
+                    .map(|t| t + jiff::SignedDuration::from_hours(720));
+            }),
+            SuppressReason::NoConsentForNumber,
+        ),
+        (
             "foreign",
-            Box::new(|p| p.phone_number = Some("+442079460958".into())),
+            Box::new(|p| {
+                p.phone_number = Some("+442079460958".into());
+                p.consent.phone_number = p.phone_number.clone();
+            }),
             SuppressReason::CountryNotAllowed,
         ),
     ];
@@ -358,7 +381,7 @@ async fn a_burst_over_the_daily_cap_sends_exactly_the_cap() {
 async fn florida_numbers_get_at_most_three_promotional_messages_a_day() {
     let f = Fixture::new(&[]).await;
     // 305 is Miami; 13:00 there.
-    f.save_user("miami", |p| p.phone_number = Some("+13055550123".into()))
+    f.save_user("miami", |p| consented_number(p, "+13055550123"))
         .await;
     let bodies: Vec<String> = (0..4)
         .map(|i| invitation(&format!("fl-{i}"), "miami"))
@@ -380,7 +403,7 @@ async fn throttled_records_are_retried_alone_and_never_sent_twice() {
     let f = Fixture::new(&[]).await;
     for i in 0..10 {
         f.save_user(&format!("t-{i}"), |p| {
-            p.phone_number = Some(format!("+1415555{:04}", 100 + i))
+            consented_number(p, &format!("+1415555{:04}", 100 + i))
         })
         .await;
     }
@@ -560,7 +583,7 @@ async fn dynamodb_requests_per_sent_message_stay_within_budget() {
     let f = Fixture::new(&[]).await;
     for i in 0..10 {
         f.save_user(&format!("d-{i}"), |p| {
-            p.phone_number = Some(format!("+1415555{:04}", 200 + i))
+            consented_number(p, &format!("+1415555{:04}", 200 + i))
         })
         .await;
     }

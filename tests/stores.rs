@@ -1010,7 +1010,9 @@ fn user(id: &str, phone: Option<&str>, consent: bool) -> Preferences {
     prefs.allow_sms_invitations = consent;
     prefs.time_zone = Some("America/Chicago".into());
     if consent {
-        grant(id, t0()).apply_to(&mut prefs.consent);
+        let mut grant = grant(id, t0());
+        grant.phone_number = prefs.phone_number.clone();
+        grant.apply_to(&mut prefs.consent);
     }
     prefs
 }
@@ -1980,4 +1982,81 @@ async fn table_specs_match_what_describe_table_reports() {
             .iter()
             .any(|(name, _, _)| *name == schema::PREFS_BY_PHONE_INDEX)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets Manager (the keys read once per cold start, §5)
+// ---------------------------------------------------------------------------------------------
+
+mod keys {
+    use integration_tests::TestEnv;
+    use integration_tests::local_stack::{LOCAL_JWT_SIGNING_KEY, create_secrets, put_secret};
+    use sms_shared::auth::Authenticator;
+    use sms_shared::config::{AuthMode, AuthSettings};
+    use sms_shared::secrets::{SecretError, read_key};
+
+    fn settings(mode: AuthMode, secret: Option<String>) -> AuthSettings {
+        AuthSettings {
+            mode,
+            algorithm: jsonwebtoken::Algorithm::HS256,
+            jwt_key_secret_id: secret,
+            user_claim: "sub".into(),
+            allowed_origins: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_come_from_their_secrets_and_bad_ones_stop_the_start() {
+        let env = TestEnv::new().await;
+        let client = aws_sdk_secretsmanager::Client::new(&env.sdk);
+        let (jwt, _) = create_secrets(&env.sdk, &env.prefix).await.unwrap();
+        let key = read_key(&client, "JWT_SIGNING_KEY_SECRET_ID", Some(&jwt))
+            .await
+            .unwrap();
+        assert_eq!(key.expose(), LOCAL_JWT_SIGNING_KEY.as_bytes());
+
+        // No variable, no secret, a short key: each is an init error that says why.
+        let err = read_key(&client, "JWT_SIGNING_KEY_SECRET_ID", None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SecretError::NotConfigured { .. }), "{err}");
+        assert!(
+            err.to_string().contains("JWT_SIGNING_KEY_SECRET_ID"),
+            "{err}"
+        );
+        let missing = format!("{}no-such-secret", env.prefix);
+        let err = read_key(&client, "X", Some(&missing)).await.unwrap_err();
+        assert!(matches!(err, SecretError::Read { .. }), "{err}");
+        let short = put_secret(&client, &format!("{}short", env.prefix), "0123456789")
+            .await
+            .unwrap();
+        let err = read_key(&client, "X", Some(&short)).await.unwrap_err();
+        assert!(err.to_string().contains("at least 32"), "{err}");
+        assert!(
+            !err.to_string().contains("0123456789"),
+            "never the key: {err}"
+        );
+
+        // The authenticator reads the key only where it checks tokens itself.
+        assert!(
+            Authenticator::load(&settings(AuthMode::AppJwt, Some(jwt)), &client)
+                .await
+                .is_ok()
+        );
+        assert!(
+            Authenticator::load(&settings(AuthMode::AppJwt, Some(short)), &client)
+                .await
+                .is_err()
+        );
+        assert!(
+            Authenticator::load(&settings(AuthMode::AppJwt, None), &client)
+                .await
+                .is_err()
+        );
+        assert!(
+            Authenticator::load(&settings(AuthMode::ApigwJwt, None), &client)
+                .await
+                .is_ok()
+        );
+    }
 }

@@ -18,10 +18,20 @@ use std::path::{Path, PathBuf};
 const LOCAL_QUEUES: [&str; 2] = ["transactional", "notifications"];
 /// Variables the template may set beyond `ENV_VARS` (read by the runtime, not by `Config`).
 const RUNTIME_VARS: [&str; 1] = ["RUST_LOG"];
-/// Only for `cargo lambda watch`; the template must never set it.
-const DEV_ONLY_VAR: &str = "DEV_AUTH_HEADER";
-/// Only `verify-api` gets the HMAC key.
-const SECRET_VAR: &str = "VERIFICATION_HMAC_KEY";
+/// The secrets each function reads at cold start, as (variable, the template's secret, the
+/// functions that get it): nobody else gets the variable or may read the secret.
+const SECRET_VARS: [(&str, &str, &[&str]); 2] = [
+    (
+        "JWT_SIGNING_KEY_SECRET_ID",
+        "AppJwtSecretArn",
+        &["opt-in-api", "verify-api"],
+    ),
+    (
+        "CODE_HMAC_KEY_SECRET_ID",
+        "CodeHmacKeySecret",
+        &["verify-api"],
+    ),
+];
 /// Retention of the local dead-letter queues (14 days).
 const DLQ_RETENTION_SECONDS: u64 = 1_209_600;
 
@@ -476,9 +486,11 @@ fn environment_is_what_the_config_reads() {
         },
         delivery_topic_arn: String::new(),
         inbound_topic_arn: String::new(),
+        jwt_key_secret_arn: String::new(),
+        code_hmac_key_secret_arn: String::new(),
     };
     for (var, _) in stack.env_pairs() {
-        if ENV_VARS.contains(&var) {
+        if ENV_VARS.contains(&var) && !SECRET_VARS.iter().any(|(v, _, _)| *v == var) {
             assert!(globals.contains_key(var), "the template does not set {var}");
         }
     }
@@ -498,12 +510,8 @@ fn environment_is_what_the_config_reads() {
                 "{name} ({id}) sets {var}, which the configuration does not read"
             );
         }
-        assert!(
-            !env.contains_key(DEV_ONLY_VAR),
-            "{name} ({id}): {DEV_ONLY_VAR} must never be set by the template"
-        );
         for var in ENV_VARS {
-            if *var == DEV_ONLY_VAR || *var == SECRET_VAR {
+            if SECRET_VARS.iter().any(|(v, _, _)| v == var) {
                 continue;
             }
             assert!(env.contains_key(var), "{name} ({id}) does not get {var}");
@@ -513,33 +521,108 @@ fn environment_is_what_the_config_reads() {
             Some("eum"),
             "{name}: real sender"
         );
-        match (name.as_str(), env.get(SECRET_VAR)) {
-            ("verify-api", Some(v)) => {
-                let s = sub_string(v).or_else(|| v.as_str()).unwrap_or_default();
-                assert!(
-                    s.starts_with("{{resolve:secretsmanager:")
-                        || s.starts_with("{{resolve:ssm-secure:"),
-                    "verify-api: {SECRET_VAR} must be resolved from a secret, not written down"
-                );
+        for (var, secret, readers) in SECRET_VARS {
+            let reads = readers.contains(&name.as_str());
+            match env.get(var) {
+                Some(v) => {
+                    assert!(reads, "{name} gets {var}; only {readers:?} need it");
+                    assert_eq!(
+                        ref_target(v),
+                        Some(secret),
+                        "{name}: {var} is !Ref {secret}"
+                    );
+                }
+                None => assert!(!reads, "{name} does not get {var}"),
             }
-            ("verify-api", None) => panic!("verify-api does not get {SECRET_VAR}"),
-            (_, Some(_)) => panic!("{name} gets {SECRET_VAR}; only verify-api needs it"),
-            (_, None) => {}
+            assert_eq!(
+                secret_readable(f, secret),
+                reads,
+                "{name}: secretsmanager:GetSecretValue on {secret} exactly when it needs it"
+            );
         }
     }
 
-    // No resource anywhere sets the development-only variable.
-    for (id, r) in resources(&t) {
-        let vars = &r["Properties"]["Environment"]["Variables"];
-        assert!(
-            vars.get(DEV_ONLY_VAR).is_none(),
-            "{id:?} sets {DEV_ONLY_VAR}"
-        );
+    // The development identity header of earlier versions is gone for good.
+    let text = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    for gone in ["DEV_AUTH_HEADER", "x-dev-user-id", "JwtAuthorizer"] {
+        assert!(!text.contains(gone), "template.yaml mentions {gone}");
     }
     assert!(
-        t["Parameters"]["VerificationHmacSecretId"]["Default"].is_null(),
-        "the HMAC secret has no default"
+        t["Parameters"]["AppJwtSecretArn"]["Default"].is_null(),
+        "the app's JWT secret has no default"
     );
+    assert_eq!(
+        t["Resources"]["CodeHmacKeySecret"]["Properties"]["GenerateSecretString"]["PasswordLength"]
+            .as_u64(),
+        Some(64),
+        "the code HMAC key is generated, 64 characters"
+    );
+}
+
+/// Whether `function` may `secretsmanager:GetSecretValue` the secret `!Ref secret`, and
+/// nothing but named secrets.
+fn secret_readable(function: &Value, secret: &str) -> bool {
+    let mut allowed = false;
+    for policy in function["Properties"]["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        for s in policy["Statement"].as_sequence().into_iter().flatten() {
+            if s["Action"].as_str() != Some("secretsmanager:GetSecretValue") {
+                continue;
+            }
+            let resources: Vec<&Value> = match &s["Resource"] {
+                Value::Sequence(seq) => seq.iter().collect(),
+                one => vec![one],
+            };
+            assert!(
+                resources.iter().all(|r| ref_target(r).is_some()),
+                "GetSecretValue only on named secrets: {resources:?}"
+            );
+            allowed |= resources.iter().any(|r| ref_target(r) == Some(secret));
+        }
+    }
+    allowed
+}
+
+#[test]
+fn the_http_api_has_no_authorizer_and_cors_never_allows_any_origin() {
+    let t = template();
+    let api = &t["Resources"]["HttpApi"]["Properties"];
+    assert!(
+        api["Auth"].is_null(),
+        "the app's token is checked in code (§5)"
+    );
+    let cors = &api["CorsConfiguration"];
+    assert_eq!(ref_target(&cors["AllowOrigins"]), Some("AllowedOrigins"));
+    assert_eq!(cors["AllowCredentials"].as_bool(), Some(true));
+    let headers: BTreeSet<&str> = cors["AllowHeaders"]
+        .as_sequence()
+        .expect("allowed headers")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        headers,
+        BTreeSet::from(["content-type", "x-csrftoken", "authorization"])
+    );
+    let origins = t["Parameters"]["AllowedOrigins"]["Default"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!origins.contains('*'), "never *");
+    // Every route lives under the base path.
+    for (name, (_, f)) in functions(&t) {
+        for (_, event) in f["Properties"]["Events"].as_mapping().into_iter().flatten() {
+            if event["Type"].as_str() == Some("HttpApi") {
+                let path = sub_string(&event["Properties"]["Path"]).unwrap_or_default();
+                assert!(
+                    path.starts_with("${ApiBasePath}/notifications/"),
+                    "{name}: {path}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -14,10 +14,11 @@ const START: &str = "http-verification-start";
 const CHECK: &str = "http-verification-check";
 const OPT_IN: &str = "http-opt-in-post";
 const PREFS: &str = "http-preferences-get";
+const PATCH: &str = "http-preferences-patch";
 const NUMBER: &str = "+14155550123";
 
 async fn start(api: &Api, user: &str, number: &str) -> Reply {
-    api.call(as_user(START, user, Some(json!({"phoneNumber": number}))))
+    api.call(as_user(START, user, Some(json!({"phone_number": number}))))
         .await
 }
 
@@ -45,10 +46,51 @@ fn codes(api: &Api) -> VerificationStore {
 }
 
 #[tokio::test]
+async fn a_pending_grant_binds_only_within_30_days_and_a_new_number_has_no_consent() {
+    let api = Api::new().await;
+    let modal = json!({"action": "opt_in"});
+    assert_eq!(
+        api.call(as_user(OPT_IN, "u-p", Some(modal))).await.status,
+        200
+    );
+    // 31 days later the pending grant has lapsed: verifying binds nothing.
+    api.clock.advance(SignedDuration::from_hours(31 * 24));
+    assert_eq!(start(&api, "u-p", NUMBER).await.status, 202);
+    assert_eq!(
+        check(&api, "u-p", &last_code(&api, NUMBER)).await.status,
+        200
+    );
+    let prefs = api.call(as_user(PREFS, "u-p", None)).await.body;
+    assert_eq!(prefs["phone_verified"], true);
+    assert_eq!(prefs["has_consent"], false, "{prefs}");
+    assert!(!api.prefs("u-p").await.unwrap().consent.covers(NUMBER));
+
+    // A fresh grant on the settings page now covers the verified number at once.
+    let on = json!({"allow_sms_invitations": true});
+    let reply = api.call(as_user(PATCH, "u-p", Some(on))).await;
+    assert_eq!(reply.body["has_consent"], true, "{:?}", reply.body);
+    assert!(api.prefs("u-p").await.unwrap().consent.covers(NUMBER));
+
+    // Verifying another number moves the phone but not the consent.
+    const OTHER: &str = "+14155550188";
+    api.clock.advance(SignedDuration::from_mins(2));
+    assert_eq!(start(&api, "u-p", OTHER).await.status, 202);
+    assert_eq!(
+        check(&api, "u-p", &last_code(&api, OTHER)).await.status,
+        200
+    );
+    let prefs = api.prefs("u-p").await.unwrap();
+    assert_eq!(prefs.phone_number.as_deref(), Some(OTHER));
+    assert!(prefs.phone_verified);
+    assert!(!prefs.consent.covers(OTHER), "consent never carries over");
+    assert!(!prefs.has_consent());
+}
+
+#[tokio::test]
 async fn opt_in_then_verify_then_preferences_show_verified_and_consent() {
     let api = Api::new().await;
     let opt_in =
-        json!({"action": "opt_in", "phoneNumber": NUMBER, "timeZone": "America/Los_Angeles"});
+        json!({"action": "opt_in", "phone_number": NUMBER, "time_zone": "America/Los_Angeles"});
     assert_eq!(
         api.call(as_user(OPT_IN, "u-1", Some(opt_in))).await.status,
         200
@@ -58,7 +100,7 @@ async fn opt_in_then_verify_then_preferences_show_verified_and_consent() {
     assert_eq!(reply.status, 202, "{:?}", reply.body);
     assert_eq!(
         reply.body,
-        json!({"expiresInSeconds": 600, "resendAfterSeconds": 30, "phoneNumber": "+1415***0123"})
+        json!({"expires_in_seconds": 600, "resend_after_seconds": 30, "phone_number": "+1415***0123"})
     );
 
     let sent = api.stub.sent_to(NUMBER);
@@ -104,14 +146,14 @@ async fn opt_in_then_verify_then_preferences_show_verified_and_consent() {
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(
         reply.body,
-        json!({"phoneVerified": true, "phoneNumber": NUMBER})
+        json!({"phone_verified": true, "phone_number": NUMBER})
     );
 
     let prefs = api.call(as_user(PREFS, "u-1", None)).await.body;
-    assert_eq!(prefs["phoneVerified"], true);
-    assert_eq!(prefs["phoneNumber"], NUMBER);
-    assert_eq!(prefs["hasConsent"], true);
-    assert_eq!(prefs["allowSmsInvitations"], true);
+    assert_eq!(prefs["phone_verified"], true);
+    assert_eq!(prefs["phone_number"], NUMBER);
+    assert_eq!(prefs["has_consent"], true);
+    assert_eq!(prefs["allow_sms_invitations"], true);
     let history = api.history("u-1").await;
     let kinds: Vec<_> = history.iter().map(|e| (e.action, e.method)).collect();
     assert_eq!(
@@ -121,9 +163,13 @@ async fn opt_in_then_verify_then_preferences_show_verified_and_consent() {
             (
                 ConsentAction::PhoneVerified,
                 ConsentMethod::PhoneVerification
-            )
+            ),
+            // The modal's pending grant binds to the number just verified (§4).
+            (ConsentAction::Bind, ConsentMethod::PhoneVerification),
         ]
     );
+    assert_eq!(history[2].phone_number.as_deref(), Some(NUMBER));
+    assert!(api.prefs("u-1").await.unwrap().consent.covers(NUMBER));
     assert_eq!(history[1].phone_number.as_deref(), Some(NUMBER));
     assert_eq!(history[1].ip.as_deref(), Some("203.0.113.9"));
     assert_eq!(history[1].at, api.now());
@@ -146,7 +192,7 @@ async fn five_wrong_codes_end_the_code_and_the_right_one_then_fails() {
     for remaining in (0..5).rev() {
         let reply = check(&api, "u-2", &wrong(&code)).await;
         reply.assert_error(422, "incorrect_code");
-        assert_eq!(reply.body["attemptsRemaining"], remaining);
+        assert_eq!(reply.body["attempts_remaining"], remaining);
     }
     check(&api, "u-2", &code)
         .await
@@ -250,7 +296,7 @@ async fn twenty_codes_per_ip_and_ten_per_prefix_per_hour() {
                 Edit {
                     user: Some(Some(&format!("prefix-user-{i}"))),
                     body: Some(
-                        json!({"phoneNumber": format!("+1628555{:04}", 100 + i)}).to_string(),
+                        json!({"phone_number": format!("+1628555{:04}", 100 + i)}).to_string(),
                     ),
                     source_ip: Some(&format!("198.51.100.{i}")),
                     ..Edit::default()
@@ -264,7 +310,7 @@ async fn twenty_codes_per_ip_and_ten_per_prefix_per_hour() {
             START,
             Edit {
                 user: Some(Some("prefix-user-10")),
-                body: Some(json!({"phoneNumber": "+16285550999"}).to_string()),
+                body: Some(json!({"phone_number": "+16285550999"}).to_string()),
                 source_ip: Some("198.51.100.99"),
                 ..Edit::default()
             },
@@ -285,13 +331,13 @@ async fn a_number_another_user_verified_gets_the_same_answers() {
     assert_eq!(reply.status, 202);
     assert_eq!(
         reply.body,
-        json!({"expiresInSeconds": 600, "resendAfterSeconds": 30, "phoneNumber": "+1415***0123"})
+        json!({"expires_in_seconds": 600, "resend_after_seconds": 30, "phone_number": "+1415***0123"})
     );
     let code = last_code(&api, NUMBER);
     let reply = check(&api, "other", &code).await;
     assert_eq!(
         reply.body,
-        json!({"phoneVerified": true, "phoneNumber": NUMBER})
+        json!({"phone_verified": true, "phone_number": NUMBER})
     );
     // The owner is untouched.
     assert!(api.prefs("owner").await.unwrap().phone_verified);
@@ -317,49 +363,49 @@ async fn bad_inputs_are_refused_and_change_nothing() {
     let record_before = codes(&api).get_code("u-6").await.unwrap().unwrap();
     api.clock.advance(SignedDuration::from_secs(60));
 
-    let big = format!(r#"{{"phoneNumber": "{}"}}"#, "1".repeat(16 * 1024));
+    let big = format!(r#"{{"phone_number": "{}"}}"#, "1".repeat(16 * 1024));
     let cases: Vec<(&str, String, Option<&str>, u16, &str)> = vec![
         (START, "{".into(), None, 400, "invalid_json"),
         (START, "\"+14155550123\"".into(), None, 400, "invalid_json"),
         (START, "{}".into(), None, 400, "missing_field"),
         (
             START,
-            r#"{"phoneNumber": 14155550123}"#.into(),
+            r#"{"phone_number": 14155550123}"#.into(),
             None,
             400,
             "invalid_field",
         ),
         (
             START,
-            r#"{"phoneNumber": null}"#.into(),
+            r#"{"phone_number": null}"#.into(),
             None,
             400,
             "invalid_field",
         ),
         (
             START,
-            r#"{"phoneNumber": "+14155550123", "userId": "x"}"#.into(),
+            r#"{"phone_number": "+14155550123", "userId": "x"}"#.into(),
             None,
             400,
             "unknown_field",
         ),
         (
             START,
-            r#"{"phoneNumber": "555"}"#.into(),
+            r#"{"phone_number": "555"}"#.into(),
             None,
             400,
             "invalid_phone_number",
         ),
         (
             START,
-            r#"{"phoneNumber": "not a number"}"#.into(),
+            r#"{"phone_number": "not a number"}"#.into(),
             None,
             400,
             "invalid_phone_number",
         ),
         (
             START,
-            r#"{"phoneNumber": "+44 20 7946 0958"}"#.into(),
+            r#"{"phone_number": "+44 20 7946 0958"}"#.into(),
             None,
             400,
             "country_not_supported",
@@ -491,7 +537,7 @@ async fn routes_methods_and_identity() {
 async fn neither_the_code_nor_the_full_number_is_ever_logged() {
     let api = Api::new().await;
     let logs = LogCapture::start();
-    let opt_in = json!({"action": "opt_in", "phoneNumber": NUMBER});
+    let opt_in = json!({"action": "opt_in", "phone_number": NUMBER});
     assert_eq!(
         api.call(as_user(OPT_IN, "u-8", Some(opt_in))).await.status,
         200

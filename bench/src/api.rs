@@ -67,15 +67,26 @@ async fn measure(mode: Mode) {
     let config = env.config_with(&[
         ("SMS_SENDER", "eum"),
         ("ORIGINATION_IDENTITY", fixtures::ORIGINATION),
-        ("VERIFICATION_HMAC_KEY", "bench-hmac-key"),
     ]);
     let clock = Arc::new(ShiftedClock::at_noon());
-    let opt_in = opt_in_api::State::new(config.clone(), env.dynamodb.clone(), clock.clone());
+    let opt_in = opt_in_api::State::new(
+        config.clone(),
+        fixtures::authenticator(),
+        env.dynamodb.clone(),
+        clock.clone(),
+    );
     let sms = EumSender::new(
         fixtures::production_like_sms_client(&stub).await,
         &config.sms,
     );
-    let verify = verify_api::State::new(config.clone(), env.dynamodb.clone(), sms, clock);
+    let verify = verify_api::State::new(
+        config.clone(),
+        fixtures::authenticator(),
+        fixtures::code_key(),
+        env.dynamodb.clone(),
+        sms,
+        clock,
+    );
 
     let mut stats: Vec<RouteStats> = ROUTES.iter().map(|_| RouteStats::default()).collect();
     for i in 0..WARMUP + iterations {

@@ -83,12 +83,22 @@ async fn measure(mode: Mode) {
 
     let logs = util::out_dir().join("logs");
     std::fs::create_dir_all(&logs).expect("create target/bench/logs");
+    // The API functions read their keys from Secrets Manager at init, as deployed.
+    let (jwt_secret, code_secret) =
+        integration_tests::local_stack::create_secrets(&env.sdk, &env.prefix)
+            .await
+            .expect("create the secrets in moto");
+    let secret_vars = [
+        ("JWT_SIGNING_KEY_SECRET_ID".to_owned(), jwt_secret),
+        ("CODE_HMAC_KEY_SECRET_ID".to_owned(), code_secret),
+    ];
     let hello = measure_binary(&hello_spec(), &env, starts, &logs, &mut part).await;
     let hello_next = hello.as_ref().map(|s| median_of(s, |s| s.to_next));
     if let Some(samples) = &hello {
         rows_for("hello (baseline)", samples, None, &mut part);
     }
-    for spec in specs(&stub) {
+    for mut spec in specs(&stub) {
+        spec.vars.extend(secret_vars.iter().cloned());
         if let Some(samples) = measure_binary(&spec, &env, starts, &logs, &mut part).await {
             rows_for(spec.name, &samples, hello_next, &mut part);
         }
@@ -499,7 +509,6 @@ fn specs(stub: &SmsStub) -> Vec<Spec> {
         ("SMS_SENDER", "eum".to_owned()),
         ("ORIGINATION_IDENTITY", fixtures::ORIGINATION.to_owned()),
         ("AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2", stub.endpoint()),
-        ("VERIFICATION_HMAC_KEY", "bench-hmac-key".to_owned()),
         // Many starts send to the one sample user within a day.
         ("DAILY_PROMOTIONAL_CAP", "1000000".to_owned()),
         ("SMS_PARTS_PER_SECOND", "1000".to_owned()),

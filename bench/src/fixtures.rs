@@ -26,7 +26,8 @@ pub async fn seed_user(
     prefs.phone_verified = true;
     prefs.allow_sms_invitations = true;
     prefs.time_zone = zone.map(Into::into);
-    let grant = ConsentEvent::new(user, now, ConsentAction::Grant, ConsentMethod::OptInModal);
+    let mut grant = ConsentEvent::new(user, now, ConsentAction::Grant, ConsentMethod::OptInModal);
+    grant.phone_number = prefs.phone_number.clone();
     grant.apply_to(&mut prefs.consent);
     store
         .save(&mut prefs, &[grant], now)
@@ -106,18 +107,60 @@ pub fn tag_sns(mut event: Value, tag: &str) -> Value {
     event
 }
 
+/// The CSRF pair of the benchmark's requests.
+const CSRF: &str = "bench-csrf-token";
+
+/// The app's tokens under the local stack's key.
+pub fn authenticator() -> sms_shared::auth::Authenticator {
+    let key = sms_shared::secrets::SecretKey::new(
+        integration_tests::local_stack::LOCAL_JWT_SIGNING_KEY
+            .as_bytes()
+            .to_vec(),
+    )
+    .expect("a long key");
+    sms_shared::auth::Authenticator::app_jwt(&key, jsonwebtoken::Algorithm::HS256, Vec::new())
+}
+
+/// The code HMAC key of the local stack.
+pub fn code_key() -> sms_shared::secrets::SecretKey {
+    sms_shared::secrets::SecretKey::new(
+        integration_tests::local_stack::LOCAL_CODE_HMAC_KEY
+            .as_bytes()
+            .to_vec(),
+    )
+    .expect("a long key")
+}
+
+/// A SimpleJWT access token for `user`, valid for an hour, signed with the local key.
+pub fn access_token(user: &str) -> String {
+    let now = jiff::Timestamp::now().as_second();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"token_type": "access", "exp": now + 3600, "user_id": user}),
+        &jsonwebtoken::EncodingKey::from_secret(
+            integration_tests::local_stack::LOCAL_JWT_SIGNING_KEY.as_bytes(),
+        )
+        .expect("a key"),
+    )
+    .expect("a token")
+}
+
 /// An HTTP API (payload v2) event as `user`, from `ip`, with `phoneNumber` (when the body
 /// has one) replaced by `phone`: the per-user, per-IP and per-number limits of
 /// verification never bite a benchmark.
 pub fn http_as(mut event: Value, user: &str, ip: &str, phone: &str) -> Value {
-    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = user.into();
+    event["cookies"] = serde_json::json!([
+        format!("access_token={}", access_token(user)),
+        format!("csrftoken={CSRF}"),
+    ]);
+    event["headers"]["x-csrftoken"] = CSRF.into();
     event["requestContext"]["http"]["sourceIp"] = ip.into();
     event["requestContext"]["requestId"] = format!("bench-{user}").into();
     if let Some(body) = event["body"].as_str()
         && let Ok(mut body) = serde_json::from_str::<Value>(body)
     {
-        if body.get("phoneNumber").is_some() {
-            body["phoneNumber"] = phone.into();
+        if body.get("phone_number").is_some() {
+            body["phone_number"] = phone.into();
         }
         event["body"] = body.to_string().into();
     }

@@ -62,6 +62,29 @@ pub struct SmsSettings {
     pub provider_handles_opt_out_reply: bool,
 }
 
+/// How the HTTP API knows its caller (§5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// The app's own SimpleJWT access token, checked in code (`app_jwt`, the default).
+    AppJwt,
+    /// API Gateway's JWT authorizer checked an OIDC token; the user is a claim (`apigw_jwt`).
+    ApigwJwt,
+}
+
+/// The HTTP API's authentication and browser settings (§5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// `app_jwt`: the HMAC algorithm the app signs with (SimpleJWT's `ALGORITHM`).
+    pub algorithm: jsonwebtoken::Algorithm,
+    /// `app_jwt`: the Secrets Manager secret holding the app's signing key.
+    pub jwt_key_secret_id: Option<String>,
+    /// `apigw_jwt`: the authorizer claim that names the user.
+    pub user_claim: String,
+    /// Origins of the web frontend: CORS (in the template) and the CSRF origin check.
+    pub allowed_origins: Vec<String>,
+}
+
 /// Limits and cost caps (§7), money in micro-USD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -83,23 +106,16 @@ pub struct Config {
     pub limits: Limits,
     /// ISO country codes numbers may belong to (§4).
     pub allowed_countries: Vec<String>,
-    /// Version and text of the consent disclosure shown by the frontend.
-    pub consent_text_version: String,
-    pub consent_text: String,
-    /// Secret key for the HMAC of verification codes. Local default only; set in production.
-    pub verification_hmac_key: Vec<u8>,
+    /// Path prefix of every HTTP route (`/api/v1`), without a trailing slash.
+    pub api_base_path: String,
+    pub auth: AuthSettings,
+    /// The Secrets Manager secret holding the HMAC key of verification codes.
+    pub code_hmac_key_secret_id: Option<String>,
     /// How many records of one SQS batch are processed at once.
     pub sender_concurrency: usize,
     /// Lambda concurrency the sender may reach; the send rate is shared across it.
     pub sender_max_concurrency: u32,
-    /// Development only: accept the user id from an `x-dev-user-id` header when no JWT
-    /// authorizer ran (`cargo lambda watch`). Never set by `template.yaml`.
-    pub dev_auth_header: bool,
 }
-
-/// Key used when `VERIFICATION_HMAC_KEY` is not set: fine locally, refused nowhere, so the
-/// template always sets a real one.
-pub const LOCAL_HMAC_KEY: &str = "local-development-only-key";
 
 impl Config {
     /// Reads the process environment.
@@ -149,7 +165,8 @@ impl Config {
                 ttl: Duration::from_secs(env.parse("SMS_TTL_SECONDS", 3600u64)?),
                 parts_per_second: env.parse("SMS_PARTS_PER_SECOND", 3.0f64)?,
                 max_segments: env.parse("SMS_MAX_SEGMENTS", 3u32)?,
-                provider_handles_opt_out_reply: env.parse("PROVIDER_HANDLES_OPT_OUT_REPLY", false)?,
+                provider_handles_opt_out_reply: env
+                    .parse("PROVIDER_HANDLES_OPT_OUT_REPLY", false)?,
             },
             branding: Branding {
                 brand_name: env.string("BRAND_NAME", "WordBattle"),
@@ -160,7 +177,11 @@ impl Config {
             limits: Limits {
                 promotional_per_user_per_day: env.parse("DAILY_PROMOTIONAL_CAP", 10u32)?,
                 monthly_spend_cap_micros: usd_micros(&env, "MONTHLY_SPEND_CAP_USD", "50")?,
-                transactional_hard_cap_micros: usd_micros(&env, "TRANSACTIONAL_HARD_CAP_USD", "100")?,
+                transactional_hard_cap_micros: usd_micros(
+                    &env,
+                    "TRANSACTIONAL_HARD_CAP_USD",
+                    "100",
+                )?,
             },
             allowed_countries: env
                 .string("ALLOWED_COUNTRIES", "US,CA")
@@ -168,17 +189,41 @@ impl Config {
                 .map(|c| c.trim().to_ascii_uppercase())
                 .filter(|c| !c.is_empty())
                 .collect(),
-            consent_text_version: env.string("CONSENT_TEXT_VERSION", "2026-11-01"),
-            consent_text: env.string(
-                "CONSENT_TEXT",
-                "I agree to receive recurring automated promotional text messages at the number provided. \
-                 Consent is not a condition of purchase. Msg & data rates may apply. Msg frequency varies. \
-                 Reply HELP for help and STOP to cancel.",
-            ),
-            verification_hmac_key: env.string("VERIFICATION_HMAC_KEY", LOCAL_HMAC_KEY).into_bytes(),
+            api_base_path: base_path(&env)?,
+            auth: AuthSettings {
+                mode: match env.string("AUTH_MODE", "app_jwt").as_str() {
+                    "app_jwt" => AuthMode::AppJwt,
+                    "apigw_jwt" => AuthMode::ApigwJwt,
+                    other => {
+                        return Err(ConfigError {
+                            name: "AUTH_MODE",
+                            reason: format!("`{other}` is not `app_jwt` or `apigw_jwt`"),
+                        });
+                    }
+                },
+                algorithm: match env.string("JWT_ALGORITHM", "HS256").as_str() {
+                    "HS256" => jsonwebtoken::Algorithm::HS256,
+                    "HS384" => jsonwebtoken::Algorithm::HS384,
+                    "HS512" => jsonwebtoken::Algorithm::HS512,
+                    other => {
+                        return Err(ConfigError {
+                            name: "JWT_ALGORITHM",
+                            reason: format!("`{other}` is not HS256, HS384 or HS512"),
+                        });
+                    }
+                },
+                jwt_key_secret_id: env.optional("JWT_SIGNING_KEY_SECRET_ID"),
+                user_claim: env.string("AUTH_USER_CLAIM", "sub"),
+                allowed_origins: env
+                    .string("ALLOWED_ORIGINS", "")
+                    .split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+            },
+            code_hmac_key_secret_id: env.optional("CODE_HMAC_KEY_SECRET_ID"),
             sender_concurrency: env.parse("SENDER_CONCURRENCY", 4usize)?.max(1),
             sender_max_concurrency: env.parse("SENDER_MAX_CONCURRENCY", 2u32)?.max(1),
-            dev_auth_header: env.parse("DEV_AUTH_HEADER", false)?,
         })
     }
 }
@@ -208,6 +253,19 @@ impl Env<'_> {
             }),
         }
     }
+}
+
+/// `API_BASE_PATH`: `/api/v1` by default; `""` serves the routes at the root.
+fn base_path(env: &Env<'_>) -> Result<String, ConfigError> {
+    let raw = (env.get)("API_BASE_PATH").unwrap_or_else(|| "/api/v1".to_owned());
+    let path = raw.trim().trim_end_matches('/');
+    if !path.is_empty() && !path.starts_with('/') || path.contains("//") {
+        return Err(ConfigError {
+            name: "API_BASE_PATH",
+            reason: format!("`{raw}` is not a path such as /api/v1"),
+        });
+    }
+    Ok(path.to_owned())
 }
 
 fn usd_micros(env: &Env<'_>, name: &'static str, default: &str) -> Result<u64, ConfigError> {
@@ -264,9 +322,13 @@ mod tests {
         assert_eq!(c.limits.promotional_per_user_per_day, 10);
         assert_eq!(c.limits.monthly_spend_cap_micros, 50_000_000);
         assert_eq!(c.tables.log, "sms-log");
+        assert_eq!(c.api_base_path, "/api/v1");
+        assert_eq!(c.auth.mode, AuthMode::AppJwt);
+        assert_eq!(c.auth.algorithm, jsonwebtoken::Algorithm::HS256);
+        assert_eq!(c.auth.jwt_key_secret_id, None, "no key without a secret");
         assert!(
-            !c.dev_auth_header,
-            "the dev auth header must be off unless enabled"
+            c.auth.allowed_origins.is_empty(),
+            "no origin allowed by default"
         );
     }
 
@@ -294,6 +356,33 @@ mod tests {
         assert_eq!(err.name, "ORIGINATION_IDENTITY");
         let err = config(&[("MONTHLY_SPEND_CAP_USD", "-3")]).unwrap_err();
         assert_eq!(err.name, "MONTHLY_SPEND_CAP_USD");
+        assert_eq!(
+            config(&[("AUTH_MODE", "none")]).unwrap_err().name,
+            "AUTH_MODE"
+        );
+        assert_eq!(
+            config(&[("JWT_ALGORITHM", "RS256")]).unwrap_err().name,
+            "JWT_ALGORITHM"
+        );
+        assert_eq!(
+            config(&[("API_BASE_PATH", "api")]).unwrap_err().name,
+            "API_BASE_PATH"
+        );
+    }
+
+    #[test]
+    fn base_path_and_origins_are_normalised() {
+        let c = config(&[
+            ("API_BASE_PATH", "/api/v2/"),
+            ("ALLOWED_ORIGINS", "https://a.example, https://b.example/ ,"),
+        ])
+        .unwrap();
+        assert_eq!(c.api_base_path, "/api/v2");
+        assert_eq!(
+            c.auth.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(config(&[("API_BASE_PATH", "")]).unwrap().api_base_path, "");
     }
 
     #[test]
@@ -308,8 +397,8 @@ mod tests {
 }
 
 /// Every environment variable [`Config::from_env`] reads. `template.yaml` sets all of them
-/// except `DEV_AUTH_HEADER` (development only); `tests/template_drift.rs` checks that, and the
-/// test below keeps this list equal to what the configuration really reads.
+/// that a deployment needs (`tests/template_drift.rs` checks that), and the test below keeps
+/// this list equal to what the configuration really reads.
 pub const ENV_VARS: &[&str] = &[
     "LOG_TABLE",
     "PREFERENCES_TABLE",
@@ -334,12 +423,15 @@ pub const ENV_VARS: &[&str] = &[
     "MONTHLY_SPEND_CAP_USD",
     "TRANSACTIONAL_HARD_CAP_USD",
     "ALLOWED_COUNTRIES",
-    "CONSENT_TEXT_VERSION",
-    "CONSENT_TEXT",
-    "VERIFICATION_HMAC_KEY",
+    "API_BASE_PATH",
+    "AUTH_MODE",
+    "JWT_ALGORITHM",
+    "JWT_SIGNING_KEY_SECRET_ID",
+    "AUTH_USER_CLAIM",
+    "ALLOWED_ORIGINS",
+    "CODE_HMAC_KEY_SECRET_ID",
     "SENDER_CONCURRENCY",
     "SENDER_MAX_CONCURRENCY",
-    "DEV_AUTH_HEADER",
 ];
 
 #[cfg(test)]
@@ -380,7 +472,10 @@ mod env_vars_tests {
                     "SENDER_CONCURRENCY" | "SENDER_MAX_CONCURRENCY" => "7",
                     "SMS_PARTS_PER_SECOND" | "MONTHLY_SPEND_CAP_USD" => "7",
                     "TRANSACTIONAL_HARD_CAP_USD" | "SMS_MAX_PRICE" => "7",
-                    "PROVIDER_HANDLES_OPT_OUT_REPLY" | "DEV_AUTH_HEADER" => "true",
+                    "PROVIDER_HANDLES_OPT_OUT_REPLY" => "true",
+                    "API_BASE_PATH" => "/set",
+                    "AUTH_MODE" => "apigw_jwt",
+                    "JWT_ALGORITHM" => "HS512",
                     "ALLOWED_COUNTRIES" => "GB",
                     _ => "set",
                 };
@@ -393,8 +488,10 @@ mod env_vars_tests {
         assert_eq!(c.sms.max_segments, 7);
         assert_eq!(c.sender_max_concurrency, 7);
         assert_eq!(c.allowed_countries, ["GB"]);
-        assert_eq!(c.verification_hmac_key, b"set");
+        assert_eq!(c.code_hmac_key_secret_id.as_deref(), Some("set"));
+        assert_eq!(c.auth.jwt_key_secret_id.as_deref(), Some("set"));
+        assert_eq!(c.auth.mode, AuthMode::ApigwJwt);
+        assert_eq!(c.api_base_path, "/set");
         assert!(c.sms.provider_handles_opt_out_reply);
-        assert!(c.dev_auth_header);
     }
 }

@@ -61,6 +61,8 @@ pub enum SuppressReason {
     PhoneNotVerified,
     NoConsent,
     ConsentRevoked,
+    /// Consent stands, but for another number (or is still pending): §4.
+    NoConsentForNumber,
     MasterSwitchOff,
     CategoryOff,
     CountryNotAllowed,
@@ -74,13 +76,14 @@ pub enum SuppressReason {
 }
 
 impl SuppressReason {
-    pub const ALL: [SuppressReason; 15] = [
+    pub const ALL: [SuppressReason; 16] = [
         SuppressReason::UnknownUser,
         SuppressReason::NoPhoneNumber,
         SuppressReason::InvalidPhoneNumber,
         SuppressReason::PhoneNotVerified,
         SuppressReason::NoConsent,
         SuppressReason::ConsentRevoked,
+        SuppressReason::NoConsentForNumber,
         SuppressReason::MasterSwitchOff,
         SuppressReason::CategoryOff,
         SuppressReason::CountryNotAllowed,
@@ -100,6 +103,7 @@ impl SuppressReason {
             SuppressReason::PhoneNotVerified => "phone_not_verified",
             SuppressReason::NoConsent => "no_consent",
             SuppressReason::ConsentRevoked => "consent_revoked",
+            SuppressReason::NoConsentForNumber => "no_consent_for_number",
             SuppressReason::MasterSwitchOff => "master_switch_off",
             SuppressReason::CategoryOff => "category_off",
             SuppressReason::CountryNotAllowed => "country_not_allowed",
@@ -170,6 +174,11 @@ fn evaluate(c: &SendCheck<'_>) -> Result<E164, Decision> {
             } else {
                 R::NoConsent
             });
+        }
+        // Consent is bound to a number: the one a grant covered, or the one a pending grant
+        // bound to at verification. Any other number, however verified, has none.
+        if !prefs.consent.covers(number.as_str()) {
+            return suppress(R::NoConsentForNumber);
         }
         if promotional {
             if !prefs.allow_sms_invitations {
@@ -256,6 +265,14 @@ mod tests {
         p.time_zone = Some(CHICAGO.into());
         p.consent.given = true;
         p.consent.given_at = Some("2026-01-01T00:00:00Z".parse().unwrap());
+        p.consent.phone_number = p.phone_number.clone();
+        p
+    }
+
+    /// `p` with a new stored number that its consent covers too.
+    fn moved_to(mut p: Preferences, number: &str) -> Preferences {
+        p.phone_number = Some(number.into());
+        p.consent.phone_number = Some(number.into());
         p
     }
 
@@ -372,6 +389,27 @@ mod tests {
     }
 
     #[test]
+    fn consent_is_bound_to_the_number_it_was_given_for() {
+        // The user verified a new number: consent for the old one does not carry over.
+        let mut p = prefs();
+        p.phone_number = Some("+13125550199".into());
+        for decision in [promo(&p), alert(&p)] {
+            assert_eq!(decision, suppressed(SuppressReason::NoConsentForNumber));
+        }
+        // A pending grant (modal, no number yet) covers nothing until it binds.
+        let mut pending = prefs();
+        pending.consent.phone_number = None;
+        pending.consent.pending_until = Some(noon() + jiff::SignedDuration::from_hours(24));
+        assert_eq!(
+            promo(&pending),
+            suppressed(SuppressReason::NoConsentForNumber)
+        );
+        // Back on the consented number: sent.
+        p.phone_number = prefs().phone_number;
+        assert_eq!(promo(&p), sent_to(&p));
+    }
+
+    #[test]
     fn master_switch_gates_promotional_but_not_security_alerts() {
         let mut p = prefs();
         p.allow_sms_invitations = false;
@@ -393,8 +431,7 @@ mod tests {
 
     #[test]
     fn countries_off_the_allow_list_are_suppressed_for_every_kind() {
-        let mut p = prefs();
-        p.phone_number = Some("+442079460958".into());
+        let mut p = moved_to(prefs(), "+442079460958");
         p.time_zone = Some("Europe/London".into());
         assert_eq!(promo(&p), suppressed(SuppressReason::CountryNotAllowed));
         assert_eq!(alert(&p), suppressed(SuppressReason::CountryNotAllowed));
@@ -533,8 +570,7 @@ mod tests {
 
     #[test]
     fn state_cap_applies_to_florida_numbers_only() {
-        let mut fl = prefs();
-        fl.phone_number = Some("+13055550123".into());
+        let mut fl = moved_to(prefs(), "+13055550123");
         fl.time_zone = Some("America/New_York".into());
         let three = Usage {
             promotional_last_24h: 3,

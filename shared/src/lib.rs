@@ -8,11 +8,13 @@
 //!
 //! Wiring: [`config`] (one struct read from the environment) and [`clock`].
 
+pub mod auth;
 pub mod aws;
 pub mod background;
 pub mod clock;
 pub mod config;
 pub mod consent;
+pub mod disclosure;
 pub mod http;
 pub mod keywords;
 pub mod kinds;
@@ -22,6 +24,7 @@ pub mod phone;
 pub mod preferences;
 pub mod quiet_hours;
 pub mod request;
+pub mod secrets;
 pub mod segments;
 pub mod sms;
 pub mod sns;

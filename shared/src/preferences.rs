@@ -1,10 +1,22 @@
 //! A user's SMS preferences and consent record (DESIGN §4, §5, §9), as plain data.
 //!
 //! Stored as one current item per user plus an append-only history of [`ConsentEvent`]s.
+//!
+//! Consent is bound to a number (§4): a grant records the number it covers; a grant made
+//! while the user has no verified number (the opt-in modal sends none) is pending and binds
+//! to the first number the user verifies within [`PENDING_GRANT_LIFETIME`]. A verified
+//! number other than the consented one has no consent until a new grant: changing the number
+//! never carries consent over.
 
 use crate::kinds::Category;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
+
+/// How long a grant without a number waits for the user to verify one.
+pub const PENDING_GRANT_LIFETIME: SignedDuration = SignedDuration::from_hours(30 * 24);
+
+/// Languages of the replies and templates (`locale` of the preferences).
+pub const LOCALES: [&str; 2] = ["en", "es"];
 
 /// The current preferences of one user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +35,8 @@ pub struct Preferences {
     pub toggles: CategoryToggles,
     /// IANA zone (`America/Chicago`), as chosen in the frontend.
     pub time_zone: Option<String>,
+    /// One of [`LOCALES`]; `None` reads as `en`.
+    pub locale: Option<String>,
     pub prompt: PromptState,
     pub consent: ConsentState,
     /// Bumped on every write; writes are conditional on it (optimistic concurrency).
@@ -42,6 +56,7 @@ impl Preferences {
             allow_sms_invitations: false,
             toggles: CategoryToggles::default(),
             time_zone: None,
+            locale: None,
             prompt: PromptState::default(),
             consent: ConsentState::default(),
             version: 0,
@@ -53,9 +68,34 @@ impl Preferences {
         self.toggles.get(category)
     }
 
-    /// Consent stands: given and not revoked since.
+    /// Consent stands for this user as the settings page shows it: given, not revoked since,
+    /// and either bound to the user's current number or still waiting for a verified one.
     pub fn has_consent(&self) -> bool {
-        self.consent.given
+        match &self.consent.phone_number {
+            Some(bound) => self.consent.given && self.phone_number.as_ref() == Some(bound),
+            None => self.consent.given && self.consent.pending_until.is_some(),
+        }
+    }
+
+    /// [`Preferences::has_consent`] at `now`: a pending grant counts only until it lapses.
+    pub fn has_consent_at(&self, now: Timestamp) -> bool {
+        match &self.consent.phone_number {
+            Some(_) => self.has_consent(),
+            None => self.consent.pending_at(now),
+        }
+    }
+
+    /// The language of this user's texts.
+    pub fn locale(&self) -> &str {
+        self.locale.as_deref().unwrap_or("en")
+    }
+
+    /// The number a new grant covers now: the verified number, or none (pending) while the
+    /// user has not verified one.
+    pub fn number_to_bind(&self) -> Option<String> {
+        self.phone_verified
+            .then(|| self.phone_number.clone())
+            .flatten()
     }
 }
 
@@ -134,6 +174,22 @@ pub struct ConsentState {
     pub method: Option<ConsentMethod>,
     pub revoked_at: Option<Timestamp>,
     pub revoked_method: Option<ConsentMethod>,
+    /// E.164 number the standing grant covers; `None` while a grant is pending or none stands.
+    pub phone_number: Option<String>,
+    /// A grant without a number binds to the first number verified before this time.
+    pub pending_until: Option<Timestamp>,
+}
+
+impl ConsentState {
+    /// Consent stands for texts to `number` (§4 rule 2).
+    pub fn covers(&self, number: &str) -> bool {
+        self.given && self.phone_number.as_deref() == Some(number)
+    }
+
+    /// A pending grant that a verification at `now` binds.
+    pub fn pending_at(&self, now: Timestamp) -> bool {
+        self.given && self.phone_number.is_none() && self.pending_until.is_some_and(|t| now <= t)
+    }
 }
 
 /// How consent was given or revoked.
@@ -168,6 +224,8 @@ pub enum ConsentAction {
     Revoke,
     /// The phone was verified (evidence that the number belongs to the consenting user).
     PhoneVerified,
+    /// A pending grant was bound to the number the user verified.
+    Bind,
 }
 
 /// One entry of the append-only consent history, kept at least 5 years.
@@ -216,18 +274,32 @@ impl ConsentEvent {
         }
     }
 
-    /// Applies this event to the current consent summary.
+    /// Applies this event to the current consent summary. A grant covers its number, or is
+    /// pending without one; a binding gives a pending grant its number.
     pub fn apply_to(&self, consent: &mut ConsentState) {
         match self.action {
             ConsentAction::Grant => {
                 consent.given = true;
                 consent.given_at = Some(self.at);
                 consent.method = Some(self.method);
+                consent.phone_number = self.phone_number.clone();
+                consent.pending_until = self
+                    .phone_number
+                    .is_none()
+                    .then_some(self.at + PENDING_GRANT_LIFETIME);
+            }
+            ConsentAction::Bind => {
+                if consent.pending_at(self.at) {
+                    consent.phone_number = self.phone_number.clone();
+                    consent.pending_until = None;
+                }
             }
             ConsentAction::Revoke => {
                 consent.given = false;
                 consent.revoked_at = Some(self.at);
                 consent.revoked_method = Some(self.method);
+                consent.phone_number = None;
+                consent.pending_until = None;
             }
             ConsentAction::PhoneVerified => {}
         }
@@ -260,6 +332,56 @@ mod tests {
         assert_eq!(consent.given_at, Some(t0));
         assert_eq!(consent.revoked_at, Some(t1));
         assert_eq!(consent.revoked_method, Some(ConsentMethod::SmsKeyword));
+    }
+
+    #[test]
+    fn a_grant_without_a_number_is_pending_and_binds_within_30_days() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut p = Preferences::new("u");
+        let grant = ConsentEvent::new("u", t0, ConsentAction::Grant, ConsentMethod::OptInModal);
+        grant.apply_to(&mut p.consent);
+        assert!(
+            p.has_consent(),
+            "pending counts as given on the settings page"
+        );
+        assert!(
+            !p.consent.covers("+14155550123"),
+            "but covers no number yet"
+        );
+        let bind = |at: Timestamp, consent: &mut ConsentState| {
+            let mut e = ConsentEvent::new(
+                "u",
+                at,
+                ConsentAction::Bind,
+                ConsentMethod::PhoneVerification,
+            );
+            e.phone_number = Some("+14155550123".into());
+            e.apply_to(consent);
+        };
+        let mut late = p.consent.clone();
+        bind(t0 + SignedDuration::from_hours(30 * 24 + 1), &mut late);
+        assert!(!late.covers("+14155550123"), "30 days have passed");
+        bind(t0 + SignedDuration::from_hours(24), &mut p.consent);
+        assert!(p.consent.covers("+14155550123"));
+        assert!(!p.consent.covers("+14155550124"));
+        p.phone_number = Some("+14155550124".into());
+        assert!(!p.has_consent(), "a new number has no consent");
+    }
+
+    #[test]
+    fn a_grant_with_a_number_covers_that_number_and_a_revocation_ends_it() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut c = ConsentState::default();
+        let mut grant =
+            ConsentEvent::new("u", t0, ConsentAction::Grant, ConsentMethod::SettingsPage);
+        grant.phone_number = Some("+14155550123".into());
+        grant.apply_to(&mut c);
+        assert!(c.covers("+14155550123"));
+        assert_eq!(c.pending_until, None);
+        ConsentEvent::new("u", t0, ConsentAction::Revoke, ConsentMethod::SmsKeyword)
+            .apply_to(&mut c);
+        assert!(!c.covers("+14155550123"));
+        assert!(!c.pending_at(t0));
     }
 
     #[test]

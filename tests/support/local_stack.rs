@@ -1,4 +1,5 @@
-//! The local stack: tables, queues and SNS topics on a local server (moto), idempotently.
+//! The local stack: tables, queues, SNS topics and the two secrets on a local server (moto),
+//! idempotently.
 //! The `local-stack` binary runs [`create_local_stack`] and prints [`LocalStack::env_lines`].
 
 use aws_config::SdkConfig;
@@ -10,6 +11,15 @@ use std::fmt;
 pub const DELIVERY_TOPIC: &str = "sms-delivery-events";
 /// Topic the phone number's two-way channel publishes inbound SMS to.
 pub const INBOUND_TOPIC: &str = "sms-inbound";
+/// Secret holding the app's JWT signing key (the web app's SimpleJWT `SIGNING_KEY`).
+pub const JWT_KEY_SECRET: &str = "sms-local/jwt-signing-key";
+/// Secret holding the HMAC key of verification codes.
+pub const CODE_HMAC_KEY_SECRET: &str = "sms-local/code-hmac-key";
+/// The local stack's JWT signing key. Fixed, so the tokens of `events/http-*.json` work under
+/// `make dev`; local only (a deployed stack reads the app's real key, §5).
+pub const LOCAL_JWT_SIGNING_KEY: &str = "local-stack-only-jwt-signing-key-0123456789abcdef";
+/// The local stack's code HMAC key; local only (the template generates a random one).
+pub const LOCAL_CODE_HMAC_KEY: &str = "local-stack-only-code-hmac-key-0123456789abcdef";
 
 /// What was created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +28,8 @@ pub struct LocalStack {
     pub queues: QueueUrls,
     pub delivery_topic_arn: String,
     pub inbound_topic_arn: String,
+    pub jwt_key_secret_arn: String,
+    pub code_hmac_key_secret_arn: String,
 }
 
 /// A resource that could not be created.
@@ -90,12 +102,74 @@ pub async fn create_local_stack(
     }
     let inbound_topic_arn = arns.pop().expect("two topics");
     let delivery_topic_arn = arns.pop().expect("two topics");
+    let (jwt_key_secret_arn, code_hmac_key_secret_arn) = create_secrets(sdk, queue_prefix).await?;
     Ok(LocalStack {
         tables: tables.clone(),
         queues,
         delivery_topic_arn,
         inbound_topic_arn,
+        jwt_key_secret_arn,
+        code_hmac_key_secret_arn,
     })
+}
+
+/// Creates (or finds) the two secrets `{prefix}sms-local/...` with the local keys: the ARNs
+/// of the JWT signing key's and the code HMAC key's secret.
+pub async fn create_secrets(
+    sdk: &SdkConfig,
+    prefix: &str,
+) -> Result<(String, String), LocalStackError> {
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let jwt = put_secret(
+        &secrets,
+        &format!("{prefix}{JWT_KEY_SECRET}"),
+        LOCAL_JWT_SIGNING_KEY,
+    )
+    .await?;
+    let code = put_secret(
+        &secrets,
+        &format!("{prefix}{CODE_HMAC_KEY_SECRET}"),
+        LOCAL_CODE_HMAC_KEY,
+    )
+    .await?;
+    Ok((jwt, code))
+}
+
+/// Creates the secret `name` with `value`, or finds it; its ARN.
+pub async fn put_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+) -> Result<String, LocalStackError> {
+    let failed =
+        |e: &dyn std::fmt::Display| LocalStackError(format!("creating the secret {name}: {e}"));
+    let created = client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await;
+    let arn = match created {
+        Ok(out) => out.arn,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_exists_exception()) =>
+        {
+            client
+                .describe_secret()
+                .secret_id(name)
+                .send()
+                .await
+                .map_err(|e| failed(&aws_sdk_secretsmanager::error::DisplayErrorContext(e)))?
+                .arn
+        }
+        Err(e) => {
+            return Err(failed(&aws_sdk_secretsmanager::error::DisplayErrorContext(
+                e,
+            )));
+        }
+    };
+    arn.ok_or_else(|| LocalStackError(format!("no ARN for the secret {name}")))
 }
 
 impl LocalStack {
@@ -111,6 +185,8 @@ impl LocalStack {
             ("NOTIFICATIONS_DLQ_URL", &self.queues.notifications_dlq),
             ("DELIVERY_TOPIC_ARN", &self.delivery_topic_arn),
             ("INBOUND_TOPIC_ARN", &self.inbound_topic_arn),
+            ("JWT_SIGNING_KEY_SECRET_ID", &self.jwt_key_secret_arn),
+            ("CODE_HMAC_KEY_SECRET_ID", &self.code_hmac_key_secret_arn),
         ]
     }
 

@@ -73,7 +73,7 @@ impl Fixture {
     /// A user who opted in, verified `phone` and left every toggle on.
     pub async fn opted_in_user(&self, user: &str, phone: &str, zone: Option<&str>) -> Preferences {
         self.save_user(user, |p| {
-            p.phone_number = Some(phone.into());
+            consented_number(p, phone);
             p.time_zone = zone.map(Into::into);
         })
         .await
@@ -90,7 +90,9 @@ impl Fixture {
         prefs.phone_number = Some(PHONE.into());
         prefs.phone_verified = true;
         prefs.allow_sms_invitations = true;
-        let grant = ConsentEvent::new(user, now, ConsentAction::Grant, ConsentMethod::OptInModal);
+        let mut grant =
+            ConsentEvent::new(user, now, ConsentAction::Grant, ConsentMethod::OptInModal);
+        grant.phone_number = prefs.phone_number.clone();
         grant.apply_to(&mut prefs.consent);
         change(&mut prefs);
         assert_eq!(
@@ -168,4 +170,11 @@ pub fn with_id(body: &str, id: &str) -> String {
     let mut value: serde_json::Value = serde_json::from_str(body).unwrap();
     value["id"] = id.into();
     value.to_string()
+}
+
+/// Gives `p` the verified number `phone`, with consent for it (§4: consent is bound to a
+/// number, so a test that changes the number must say the consent covers the new one).
+pub fn consented_number(p: &mut Preferences, phone: &str) {
+    p.phone_number = Some(phone.to_owned());
+    p.consent.phone_number = Some(phone.to_owned());
 }

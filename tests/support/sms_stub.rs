@@ -22,6 +22,11 @@
 //! ([`SmsStub::push`]), else the default ([`SmsStub::set_default`], initially `Ok`).
 //! `PutMessageFeedback` always succeeds for a message id this stub issued and answers
 //! `ResourceNotFoundException` for any other.
+//!
+//! Outside the protocol (requests without `X-Amz-Target`, which the SDK always sends), a
+//! `GET /messages` lists the accepted messages and `GET /feedback` the feedback received, as
+//! JSON, for clients in other processes (the `sms-stub` binary and the JavaScript contract
+//! test of `tests/contract/`).
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -234,10 +239,16 @@ pub struct SmsStub {
 impl SmsStub {
     /// Starts a stub on a free port of 127.0.0.1, in a task of the current runtime.
     pub async fn start() -> SmsStub {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        SmsStub::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
-            .expect("bind the SMS stub on 127.0.0.1");
-        let addr = listener.local_addr().expect("stub address");
+            .expect("bind the SMS stub on 127.0.0.1")
+    }
+
+    /// Starts a stub listening on `addr` (port 0: a free one), in a task of the current
+    /// runtime; fails when the address cannot be bound.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<SmsStub> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             sent: Vec::new(),
             requests: 0,
@@ -269,11 +280,11 @@ impl SmsStub {
                 });
             }
         });
-        SmsStub {
+        Ok(SmsStub {
             state,
             addr,
             _server: Arc::new(Server(server)),
-        }
+        })
     }
 
     /// `http://127.0.0.1:<port>`, for `AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2`.
@@ -439,6 +450,9 @@ async fn handle(
         .unwrap_or_default()
         .to_owned();
     let post = request.method() == hyper::Method::POST;
+    if target.is_empty() && request.method() == hyper::Method::GET {
+        return Ok(inspect(&state, request.uri().path()));
+    }
     let body = match request.into_body().collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => return Ok(validation("CANNOT_PARSE", "unreadable body")),
@@ -470,6 +484,53 @@ async fn handle(
         ),
     };
     Ok(response)
+}
+
+/// `GET /messages` and `GET /feedback`: what the stub recorded, as JSON.
+fn inspect(state: &Mutex<State>, path: &str) -> StubResponse {
+    let state = lock(state);
+    let body = match path.trim_end_matches('/') {
+        "/messages" => Value::Array(
+            state
+                .sent
+                .iter()
+                .map(|sms| {
+                    json!({
+                        "destination": sms.to,
+                        "body": sms.body,
+                        "message_id": sms.message_id,
+                        "origination_identity": sms.origination_identity,
+                        "message_type": sms.message_type,
+                        "configuration_set": sms.configuration_set,
+                        "context": sms.context,
+                        "time_to_live": sms.ttl,
+                        "message_feedback_enabled": sms.message_feedback_enabled,
+                    })
+                })
+                .collect(),
+        ),
+        "/feedback" => Value::Array(
+            state
+                .feedback
+                .iter()
+                .map(|(id, status)| json!({ "message_id": id, "status": status }))
+                .collect(),
+        ),
+        _ => {
+            return Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(
+                    br#"{"error":"GET serves /messages and /feedback only"}"#,
+                )))
+                .expect("valid response");
+        }
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid response")
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {

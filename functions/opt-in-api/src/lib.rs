@@ -3,14 +3,18 @@
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | GET | `/notifications/sms-opt-in/` | `{showPrompt, alreadyOptedIn, phoneNumber, phoneVerified}` |
-//! | POST | `/notifications/sms-opt-in/` | `{success, allowSmsInvitations}` |
-//! | GET | `/notifications/me/sms-preferences/` | the preferences view |
-//! | PATCH | `/notifications/me/sms-preferences/` | `{success, updated, ...the preferences view}` |
+//! | GET | `{API_BASE_PATH}/notifications/sms-opt-in/` | `{show_prompt, already_opted_in, phone_number, phone_verified}` |
+//! | POST | `{API_BASE_PATH}/notifications/sms-opt-in/` | `{success, allow_sms_invitations}` |
+//! | GET | `{API_BASE_PATH}/notifications/me/sms-preferences/` | the preferences view |
+//! | PATCH | `{API_BASE_PATH}/notifications/me/sms-preferences/` | `{success, updated, ...the preferences view}` |
 //!
-//! The user is the JWT `sub` claim; every read and write is keyed by it, so no request can
-//! reach another user's preferences. Writes go through
+//! Bodies are snake_case both ways, with the old Django backend's field names. The user is
+//! the app's access token ([`sms_shared::auth`]); every read and write is keyed by it, so no
+//! request can reach another user's preferences. Writes go through
 //! [`sms_shared::http::update_preferences`] (conditional on the version read, retried).
+//!
+//! Consent is bound to a number (§4): a grant covers the user's verified number, or is
+//! pending (the modal sends no number) until the user verifies one.
 
 use jiff::{SignedDuration, Timestamp};
 use lambda_http::http::{Method, StatusCode};
@@ -18,13 +22,13 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Error, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use sms_shared::Config;
+use sms_shared::auth::{Authenticator, Caller};
 use sms_shared::clock::Clock;
-use sms_shared::http::{
-    self as api, ApiError, Caller, json_response, non_null, nullable, parse_json,
-};
+use sms_shared::disclosure;
+use sms_shared::http::{self as api, ApiError, json_response, non_null, nullable, parse_json};
 use sms_shared::kinds::Category;
 use sms_shared::phone::E164;
-use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
+use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, LOCALES, Preferences};
 use sms_shared::store::PreferencesStore;
 use std::sync::Arc;
 
@@ -41,15 +45,22 @@ pub const PREFERENCES_PATH: &str = "/notifications/me/sms-preferences";
 /// Everything the handler needs, built once per cold start.
 pub struct State {
     pub config: Config,
+    pub auth: Authenticator,
     pub preferences: PreferencesStore,
     pub clock: Arc<dyn Clock>,
 }
 
 impl State {
-    pub fn new(config: Config, dynamodb: aws_sdk_dynamodb::Client, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        config: Config,
+        auth: Authenticator,
+        dynamodb: aws_sdk_dynamodb::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let preferences = PreferencesStore::new(dynamodb, config.tables.preferences.clone());
         Self {
             config,
+            auth,
             preferences,
             clock,
         }
@@ -66,7 +77,7 @@ pub async fn handler(state: &State, request: Request) -> Result<Response<Body>, 
     let request_id = api::request_id(context)
         .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
         .unwrap_or_else(|| "-".to_owned());
-    let path = api::route_path(request.raw_http_path());
+    let path = request.raw_http_path();
     let result = route(state, &request, context).await;
     Ok(api::answer(request.method(), path, &request_id, result).map(Body::from))
 }
@@ -77,7 +88,8 @@ async fn route(
     context: Option<&lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext>,
 ) -> Result<lambda_http::http::Response<String>, ApiError> {
     let method = request.method();
-    let path = api::route_path(request.raw_http_path());
+    let path = api::route_path(request.raw_http_path(), &state.config.api_base_path)
+        .ok_or_else(ApiError::not_found)?;
     let allowed: &[Method] = match path {
         OPT_IN_PATH => &[Method::GET, Method::POST],
         PREFERENCES_PATH => &[Method::GET, Method::PATCH],
@@ -89,7 +101,9 @@ async fn route(
         "GET, PATCH"
     };
     api::allow(method, allowed, allow_header)?;
-    let caller = api::caller(context, request.headers(), state.config.dev_auth_header)?;
+    let caller = state
+        .auth
+        .authenticate(method, context, request.headers())?;
     let body = request.body().as_ref();
     match (path, method) {
         (OPT_IN_PATH, &Method::GET) => get_prompt(state, &caller).await,
@@ -102,22 +116,22 @@ async fn route(
 // ---- GET /notifications/sms-opt-in/ ----
 
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 struct PromptView {
     show_prompt: bool,
     already_opted_in: bool,
-    phone_number: Option<String>,
+    /// `""` when none, as the old backend answered.
+    phone_number: String,
     phone_verified: bool,
 }
 
-fn already_opted_in(p: &Preferences) -> bool {
-    p.allow_sms_invitations && p.has_consent()
+fn already_opted_in(p: &Preferences, now: Timestamp) -> bool {
+    p.allow_sms_invitations && p.has_consent_at(now)
 }
 
 /// Whether the prompt may be shown now (§5): not when opted in, dismissed, asked to remind
 /// later and that time has not come, or shown within the last 24 hours.
 pub fn should_show_prompt(p: &Preferences, now: Timestamp) -> bool {
-    !already_opted_in(p)
+    !already_opted_in(p, now)
         && p.prompt.dismissed_at.is_none()
         && p.prompt.remind_after.is_none_or(|t| t <= now)
         && p.prompt.shown_at.is_none_or(|t| t + PROMPT_INTERVAL <= now)
@@ -143,8 +157,8 @@ async fn get_prompt(
         StatusCode::OK,
         &PromptView {
             show_prompt: show,
-            already_opted_in: already_opted_in(&prefs),
-            phone_number: prefs.phone_number.clone(),
+            already_opted_in: already_opted_in(&prefs, now),
+            phone_number: prefs.phone_number.clone().unwrap_or_default(),
             phone_verified: prefs.phone_verified,
         },
     ))
@@ -161,17 +175,18 @@ enum PromptAction {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 struct OptInBody {
     action: PromptAction,
     #[serde(default, deserialize_with = "nullable")]
     phone_number: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     time_zone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    disclosure_version: Option<Option<String>>,
 }
 
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 struct OptInAnswer {
     success: bool,
     allow_sms_invitations: bool,
@@ -185,7 +200,7 @@ async fn post_opt_in(
 ) -> Result<lambda_http::http::Response<String>, ApiError> {
     let body: OptInBody = parse_json(headers, body)?;
     // Validated whatever the action, so a bad value is always a 400; applied on opt_in only.
-    let phone = match body.phone_number.flatten() {
+    let phone = match body.phone_number.flatten().filter(|n| !n.trim().is_empty()) {
         Some(raw) => Some(parse_phone(&raw, &state.config.allowed_countries)?),
         None => None,
     };
@@ -193,6 +208,7 @@ async fn post_opt_in(
         Some(raw) => Some(parse_time_zone(&raw)?),
         None => None,
     };
+    let disclosure = parse_disclosure(body.disclosure_version.flatten().as_deref())?;
     let now = state.clock.now();
     let prefs = api::update_preferences(&state.preferences, &caller.user_id, now, |p| {
         match body.action {
@@ -211,13 +227,10 @@ async fn post_opt_in(
                 if let Some(zone) = &time_zone {
                     p.time_zone = Some(zone.clone());
                 }
-                if p.phone_number.is_none() {
-                    return Err(phone_required());
-                }
                 p.allow_sms_invitations = true;
                 // Every opt-in is recorded, even a repeated one: it is a fresh act of consent
-                // under the disclosure version shown now.
-                let event = grant(state, caller, p, now, ConsentMethod::OptInModal);
+                // under the disclosure shown now. Without a verified number it is pending (§4).
+                let event = grant(caller, p, now, ConsentMethod::OptInModal, disclosure);
                 event.apply_to(&mut p.consent);
                 Ok(vec![event])
             }
@@ -236,10 +249,10 @@ async fn post_opt_in(
 // ---- GET / PATCH /notifications/me/sms-preferences/ ----
 
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 struct PreferencesView {
     allow_sms_invitations: bool,
-    phone_number: Option<String>,
+    /// `""` when none, as the old backend answered.
+    phone_number: String,
     phone_verified: bool,
     sms_battle_invitations: bool,
     sms_battle_results: bool,
@@ -248,16 +261,18 @@ struct PreferencesView {
     sms_direct_messages: bool,
     sms_achievements: bool,
     time_zone: Option<String>,
+    locale: String,
     has_consent: bool,
     consent_given_at: Option<Timestamp>,
 }
 
-impl From<&Preferences> for PreferencesView {
-    fn from(p: &Preferences) -> Self {
+impl PreferencesView {
+    fn new(p: &Preferences, now: Timestamp) -> Self {
         let t = &p.toggles;
+        let has_consent = p.has_consent_at(now);
         Self {
             allow_sms_invitations: p.allow_sms_invitations,
-            phone_number: p.phone_number.clone(),
+            phone_number: p.phone_number.clone().unwrap_or_default(),
             phone_verified: p.phone_verified,
             sms_battle_invitations: t.battle_invitations,
             sms_battle_results: t.battle_results,
@@ -266,8 +281,9 @@ impl From<&Preferences> for PreferencesView {
             sms_direct_messages: t.direct_messages,
             sms_achievements: t.achievements,
             time_zone: p.time_zone.clone(),
-            has_consent: p.has_consent(),
-            consent_given_at: p.consent.given.then_some(p.consent.given_at).flatten(),
+            locale: p.locale().to_owned(),
+            has_consent,
+            consent_given_at: has_consent.then_some(p.consent.given_at).flatten(),
         }
     }
 }
@@ -279,13 +295,14 @@ async fn get_preferences(
     let prefs = api::load_preferences(&state.preferences, &caller.user_id).await?;
     Ok(json_response(
         StatusCode::OK,
-        &PreferencesView::from(&prefs),
+        &PreferencesView::new(&prefs, state.clock.now()),
     ))
 }
 
-/// The writable fields; `null` is accepted only where it means "clear" (phone, zone).
+/// The writable fields; `null` is accepted only where it means "clear" (phone, zone), and
+/// `disclosure_version` names the text shown with the switch.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 struct PatchBody {
     #[serde(default, deserialize_with = "non_null")]
     allow_sms_invitations: Option<bool>,
@@ -305,42 +322,46 @@ struct PatchBody {
     sms_achievements: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
     time_zone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "non_null")]
+    locale: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    disclosure_version: Option<Option<String>>,
 }
 
 /// Fields of the view the client may not write.
-const READ_ONLY_FIELDS: [&str; 3] = ["phoneVerified", "hasConsent", "consentGivenAt"];
+const READ_ONLY_FIELDS: [&str; 3] = ["phone_verified", "has_consent", "consent_given_at"];
 
 impl PatchBody {
     fn toggles(&self) -> [(Category, &'static str, Option<bool>); 6] {
         [
             (
                 Category::BattleInvitations,
-                "smsBattleInvitations",
+                "sms_battle_invitations",
                 self.sms_battle_invitations,
             ),
             (
                 Category::BattleResults,
-                "smsBattleResults",
+                "sms_battle_results",
                 self.sms_battle_results,
             ),
             (
                 Category::BattleReminders,
-                "smsBattleReminders",
+                "sms_battle_reminders",
                 self.sms_battle_reminders,
             ),
             (
                 Category::StreakAlerts,
-                "smsStreakAlerts",
+                "sms_streak_alerts",
                 self.sms_streak_alerts,
             ),
             (
                 Category::DirectMessages,
-                "smsDirectMessages",
+                "sms_direct_messages",
                 self.sms_direct_messages,
             ),
             (
                 Category::Achievements,
-                "smsAchievements",
+                "sms_achievements",
                 self.sms_achievements,
             ),
         ]
@@ -350,10 +371,10 @@ impl PatchBody {
     fn updated(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.allow_sms_invitations.is_some() {
-            out.push("allowSmsInvitations");
+            out.push("allow_sms_invitations");
         }
         if self.phone_number.is_some() {
-            out.push("phoneNumber");
+            out.push("phone_number");
         }
         out.extend(
             self.toggles()
@@ -362,14 +383,16 @@ impl PatchBody {
                 .map(|(_, name, _)| name),
         );
         if self.time_zone.is_some() {
-            out.push("timeZone");
+            out.push("time_zone");
+        }
+        if self.locale.is_some() {
+            out.push("locale");
         }
         out
     }
 }
 
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 struct PatchAnswer {
     success: bool,
     updated: Vec<&'static str>,
@@ -389,8 +412,9 @@ async fn patch_preferences(
             let keys = api::object_keys(raw);
             return Err(
                 match keys.iter().find(|k| READ_ONLY_FIELDS.contains(&k.as_str())) {
-                    Some(field) => ApiError::bad_request(
+                    Some(field) => ApiError::invalid_field(
                         "read_only_field",
+                        field,
                         format!("`{field}` cannot be changed here"),
                     ),
                     None => e,
@@ -400,9 +424,12 @@ async fn patch_preferences(
         Err(e) => return Err(e),
     };
     // Everything is validated before anything is written.
+    // `""` clears the number as `null` does (the old backend's forms sent "").
     let phone = match &body.phone_number {
-        Some(Some(raw)) => Some(Some(parse_phone(raw, &state.config.allowed_countries)?)),
-        Some(None) => Some(None),
+        Some(Some(raw)) if !raw.trim().is_empty() => {
+            Some(Some(parse_phone(raw, &state.config.allowed_countries)?))
+        }
+        Some(_) => Some(None),
         None => None,
     };
     let time_zone = match &body.time_zone {
@@ -410,9 +437,14 @@ async fn patch_preferences(
         Some(None) => Some(None),
         None => None,
     };
+    let locale = body.locale.as_deref().map(parse_locale).transpose()?;
+    let disclosure = parse_disclosure(body.disclosure_version.clone().flatten().as_deref())?;
     let now = state.clock.now();
     let prefs = api::update_preferences(&state.preferences, &caller.user_id, now, |p| {
         let mut events = Vec::new();
+        if let Some(locale) = locale {
+            p.locale = Some(locale.to_owned());
+        }
         if let Some(phone) = &phone {
             set_phone(p, phone.as_ref());
         }
@@ -426,12 +458,10 @@ async fn patch_preferences(
         }
         match body.allow_sms_invitations {
             Some(true) => {
-                if p.phone_number.is_none() {
-                    return Err(phone_required());
-                }
                 p.allow_sms_invitations = true;
-                if !p.consent.given {
-                    let event = grant(state, caller, p, now, ConsentMethod::SettingsPage);
+                // A grant unless one already covers this user's number (or is pending).
+                if !p.has_consent_at(now) {
+                    let event = grant(caller, p, now, ConsentMethod::SettingsPage, disclosure);
                     event.apply_to(&mut p.consent);
                     events.push(event);
                 }
@@ -462,7 +492,7 @@ async fn patch_preferences(
         &PatchAnswer {
             success: true,
             updated: body.updated(),
-            preferences: PreferencesView::from(&prefs),
+            preferences: PreferencesView::new(&prefs, now),
         },
     ))
 }
@@ -470,16 +500,40 @@ async fn patch_preferences(
 // ---- helpers ----
 
 fn parse_phone(raw: &str, allowed: &[String]) -> Result<E164, ApiError> {
-    E164::parse_allowed(raw, allowed).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))
+    E164::parse_allowed(raw, allowed)
+        .map_err(|e| ApiError::invalid_field(e.code(), "phone_number", e.to_string()))
+}
+
+/// One of the locales the texts exist in.
+fn parse_locale(raw: &str) -> Result<&'static str, ApiError> {
+    LOCALES
+        .iter()
+        .find(|l| l.eq_ignore_ascii_case(raw.trim()))
+        .copied()
+        .ok_or_else(|| {
+            ApiError::invalid_field("invalid_locale", "locale", "locale must be `en` or `es`")
+        })
+}
+
+/// The disclosure the client showed: the version it names, else the current one.
+fn parse_disclosure(version: Option<&str>) -> Result<&'static disclosure::Disclosure, ApiError> {
+    disclosure::lookup(version).map_err(|_| {
+        ApiError::invalid_field(
+            "unknown_disclosure_version",
+            "disclosure_version",
+            "unknown disclosure version",
+        )
+    })
 }
 
 /// An IANA zone name the bundled database knows (`America/Chicago`).
 fn parse_time_zone(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
     let invalid = || {
-        ApiError::bad_request(
+        ApiError::invalid_field(
             "invalid_time_zone",
-            "timeZone is not a known IANA time zone",
+            "time_zone",
+            "time_zone is not a known IANA time zone",
         )
     };
     if name.is_empty() || name.len() > MAX_TIME_ZONE_CHARS {
@@ -501,28 +555,21 @@ fn set_phone(p: &mut Preferences, phone: Option<&E164>) {
     }
 }
 
-fn phone_required() -> ApiError {
-    ApiError::bad_request(
-        "phone_number_required",
-        "a phone number is needed to turn SMS on",
-    )
-}
-
-/// A consent grant with everything the record keeps (§9): time, method, number, IP, user
-/// agent, and the exact disclosure text and version shown.
+/// A consent grant with everything the record keeps (§9): time, method, the number it
+/// covers (none: pending, §4), IP, user agent, and the exact disclosure text and version.
 fn grant(
-    state: &State,
     caller: &Caller,
     p: &Preferences,
     now: Timestamp,
     method: ConsentMethod,
+    disclosure: &disclosure::Disclosure,
 ) -> ConsentEvent {
     let mut event = ConsentEvent::new(&caller.user_id, now, ConsentAction::Grant, method);
-    event.phone_number = p.phone_number.clone();
+    event.phone_number = p.number_to_bind();
     event.ip = caller.source_ip.clone();
     event.user_agent = caller.user_agent.clone();
-    event.disclosure_text = Some(state.config.consent_text.clone());
-    event.disclosure_version = Some(state.config.consent_text_version.clone());
+    event.disclosure_text = Some(disclosure.text.to_owned());
+    event.disclosure_version = Some(disclosure.version.to_owned());
     event
 }
 
@@ -551,6 +598,7 @@ mod tests {
         let mut q = Preferences::new("u");
         q.allow_sms_invitations = true;
         q.consent.given = true;
+        q.consent.pending_until = Some(now);
         assert!(!should_show_prompt(&q, now), "opted in");
     }
 

@@ -1,7 +1,9 @@
-//! Wiring only: configuration, clients built once, the handler of `lib.rs`.
+//! Wiring only: configuration, the app's JWT key and the clients, built once; the handler of
+//! `lib.rs`.
 
 use lambda_http::{Error, run, service_fn};
 use opt_in_api::{State, handler};
+use sms_shared::auth::Authenticator;
 use sms_shared::{Config, SystemClock};
 use std::sync::Arc;
 
@@ -12,8 +14,11 @@ async fn main() -> Result<(), Error> {
     sms_shared::phone::warm_up_in_background();
     let config = Config::from_env()?;
     let sdk = sms_shared::aws::load_sdk_config().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let auth = Authenticator::load(&config.auth, &secrets).await?;
     let state = State::new(
         config,
+        auth,
         aws_sdk_dynamodb::Client::new(&sdk),
         Arc::new(SystemClock),
     );

@@ -2,8 +2,11 @@
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | POST | `/notifications/me/phone-verification/` `{phoneNumber}` | 202 `{expiresInSeconds, resendAfterSeconds, phoneNumber}` (masked) |
-//! | POST | `/notifications/me/phone-verification/check/` `{code}` | 200 `{phoneVerified: true, phoneNumber}` |
+//! | POST | `{API_BASE_PATH}/notifications/me/phone-verification/` `{phone_number}` | 202 `{expires_in_seconds, resend_after_seconds, phone_number}` (masked) |
+//! | POST | `{API_BASE_PATH}/notifications/me/phone-verification/check/` `{code}` | 200 `{phone_verified: true, phone_number}` |
+//!
+//! A successful check also binds a pending consent grant (the opt-in modal's, made without a
+//! number) to the verified number, when it is at most 30 days old (§4).
 //!
 //! Rules (§5) and where they are kept:
 //! * codes come from the OS CSPRNG and are stored only as an HMAC-SHA256 bound to the user and
@@ -24,12 +27,14 @@ use lambda_http::{Body, Error, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sms_shared::Config;
+use sms_shared::auth::{Authenticator, Caller};
 use sms_shared::clock::Clock;
 use sms_shared::consent::{self, Decision, SendCheck, SuppressReason, Usage};
-use sms_shared::http::{self as api, ApiError, Caller, json_response, parse_json};
+use sms_shared::http::{self as api, ApiError, json_response, parse_json};
 use sms_shared::kinds::{MessageClass, MessageKind};
 use sms_shared::phone::E164;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod};
+use sms_shared::secrets::SecretKey;
 use sms_shared::sms::{OutboundSms, SmsError, SmsSender};
 use sms_shared::store::batch::read_preferences_and_counters;
 use sms_shared::store::log::counter_ids;
@@ -45,6 +50,7 @@ use sms_shared::verification::{
 use std::sync::Arc;
 use tracing::{error, info, warn};
 
+/// Routes below `API_BASE_PATH`.
 pub const START_PATH: &str = "/notifications/me/phone-verification";
 pub const CHECK_PATH: &str = "/notifications/me/phone-verification/check";
 
@@ -54,6 +60,9 @@ const LOG_LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 /// Everything the handler needs, built once per cold start.
 pub struct State<S> {
     pub config: Config,
+    pub auth: Authenticator,
+    /// Keys the HMAC of stored codes (from Secrets Manager).
+    pub code_key: SecretKey,
     pub preferences: PreferencesStore,
     pub codes: VerificationStore,
     pub log: LogStore,
@@ -67,6 +76,8 @@ pub struct State<S> {
 impl<S: SmsSender> State<S> {
     pub fn new(
         config: Config,
+        auth: Authenticator,
+        code_key: SecretKey,
         dynamodb: aws_sdk_dynamodb::Client,
         sender: S,
         clock: Arc<dyn Clock>,
@@ -78,6 +89,8 @@ impl<S: SmsSender> State<S> {
             log: LogStore::new(dynamodb.clone(), tables.log.clone()),
             log_counters: Counters::new(dynamodb, tables.log.clone(), LOG_KEY),
             config,
+            auth,
+            code_key,
             sender,
             clock,
             windows: WindowLimits::default(),
@@ -100,7 +113,7 @@ pub async fn handler<S: SmsSender>(
     let request_id = api::request_id(context)
         .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
         .unwrap_or_else(|| "-".to_owned());
-    let path = api::route_path(request.raw_http_path());
+    let path = request.raw_http_path();
     let result = route(state, &request, context).await;
     Ok(api::answer(request.method(), path, &request_id, result).map(Body::from))
 }
@@ -110,12 +123,13 @@ async fn route<S: SmsSender>(
     request: &Request,
     context: Option<&lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext>,
 ) -> Result<HttpResponse, ApiError> {
-    let path = api::route_path(request.raw_http_path());
-    if path != START_PATH && path != CHECK_PATH {
-        return Err(ApiError::not_found());
-    }
+    let path = api::route_path(request.raw_http_path(), &state.config.api_base_path)
+        .filter(|p| *p == START_PATH || *p == CHECK_PATH)
+        .ok_or_else(ApiError::not_found)?;
     api::allow(request.method(), &[Method::POST], "POST")?;
-    let caller = api::caller(context, request.headers(), state.config.dev_auth_header)?;
+    let caller = state
+        .auth
+        .authenticate(request.method(), context, request.headers())?;
     let body = request.body().as_ref();
     if path == START_PATH {
         start(state, &caller, request.headers(), body).await
@@ -127,13 +141,12 @@ async fn route<S: SmsSender>(
 // ---- start ----
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 struct StartBody {
     phone_number: String,
 }
 
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 struct StartAnswer {
     expires_in_seconds: i64,
     resend_after_seconds: i64,
@@ -163,12 +176,13 @@ async fn start<S: SmsSender>(
 ) -> Result<HttpResponse, ApiError> {
     let body: StartBody = parse_json(headers, body)?;
     let number = E164::parse_allowed(&body.phone_number, &state.config.allowed_countries)
-        .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        .map_err(|e| ApiError::invalid_field(e.code(), "phone_number", e.to_string()))?;
     // Premium-rate and shared-cost numbers earn their owner money per message: pumping's
     // target, never a user's phone. Refused before any window is counted.
     if rules::is_premium_rate(&number) {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::invalid_field(
             "invalid_phone_number",
+            "phone_number",
             "premium-rate numbers cannot receive verification codes",
         ));
     }
@@ -245,8 +259,9 @@ async fn start<S: SmsSender>(
     match decision {
         Decision::Send(_) => {}
         Decision::Suppress(SuppressReason::CountryNotAllowed) => {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::invalid_field(
                 "country_not_supported",
+                "phone_number",
                 "phone numbers from this country are not supported",
             ));
         }
@@ -285,12 +300,7 @@ async fn start<S: SmsSender>(
     let record = CodeRecord {
         user_id: user_id.to_owned(),
         code_id: code_id.clone(),
-        code_hmac: rules::code_hmac(
-            &state.config.verification_hmac_key,
-            user_id,
-            &code_id,
-            code.expose(),
-        ),
+        code_hmac: rules::code_hmac(state.code_key.expose(), user_id, &code_id, code.expose()),
         phone_number: number.as_str().to_owned(),
         created_at_ms: now.as_millisecond(),
         expires_at_ms: (now + CODE_LIFETIME).as_millisecond(),
@@ -412,13 +422,12 @@ async fn start<S: SmsSender>(
 // ---- check ----
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 struct CheckBody {
     code: String,
 }
 
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 struct CheckAnswer {
     phone_verified: bool,
     phone_number: String,
@@ -435,8 +444,9 @@ async fn check<S: SmsSender>(
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
     let body: CheckBody = parse_json(headers, body)?;
-    let candidate = rules::parse_code(&body.code)
-        .ok_or_else(|| ApiError::bad_request("invalid_code", "the code must be 6 digits"))?;
+    let candidate = rules::parse_code(&body.code).ok_or_else(|| {
+        ApiError::invalid_field("invalid_code", "code", "the code must be 6 digits")
+    })?;
     let user_id = caller.user_id.as_str();
     let now = state.clock.now();
     let record = state
@@ -470,7 +480,7 @@ async fn check<S: SmsSender>(
         ));
     }
 
-    let key = &state.config.verification_hmac_key;
+    let key = state.code_key.expose();
     if !rules::code_matches(key, user_id, &record.code_id, candidate, &record.code_hmac) {
         let used = state
             .codes
@@ -528,7 +538,22 @@ async fn check<S: SmsSender>(
         event.phone_number = Some(number.clone());
         event.ip = caller.source_ip.clone();
         event.user_agent = caller.user_agent.clone();
-        Ok(vec![event])
+        let mut events = vec![event];
+        // A grant made without a number (the modal) covers the first number verified (§4).
+        if p.consent.pending_at(now) {
+            let mut bind = ConsentEvent::new(
+                user_id,
+                now,
+                ConsentAction::Bind,
+                ConsentMethod::PhoneVerification,
+            );
+            bind.phone_number = Some(number.clone());
+            bind.ip = caller.source_ip.clone();
+            bind.user_agent = caller.user_agent.clone();
+            bind.apply_to(&mut p.consent);
+            events.push(bind);
+        }
+        Ok(events)
     })
     .await?;
 
