@@ -66,8 +66,8 @@ for path in sorted(EVENTS.glob("*.json")):
     elif stem.startswith("http-") and event.get("body"):
         add("http_body", stem, event["body"])
         body = json.loads(event["body"])
-        if isinstance(body, dict) and body.get("phoneNumber"):
-            add("phone", f"{stem}-phoneNumber", body["phoneNumber"])
+        if isinstance(body, dict) and body.get("phone_number"):
+            add("phone", f"{stem}-phone_number", body["phone_number"])
 
 # A few hand-written seeds for what the events do not show.
 add("phone", "formatted-us", "(415) 555-0123")
@@ -79,9 +79,9 @@ add("segments", "regression-70-ucs2-units-one-part", "日" * 70)  # a wrong boun
 add("keywords", "phrase", "please don't text me anymore")
 add("keywords", "spanish", "ALTO\0STOP")
 add("template_render", "plain-text", bytes([4 + 16 * 3]) + "Ada “the great”\n— hi".encode())
-add("http_body", "patch-null", '{"phoneNumber": null, "timeZone": null, "smsAchievements": true}')
-add("http_body", "read-only", '{"hasConsent": true}')
-add("http_body", "trailing-slash-path", "/notifications/me/sms-preferences/")
+add("http_body", "patch-null", '{"phone_number": null, "time_zone": null, "sms_achievements": true}')
+add("http_body", "read-only", '{"has_consent": true}')
+add("http_body", "trailing-slash-path", "/api/v1/notifications/me/sms-preferences/")
 
 for target, files in seeds.items():
     directory = CORPUS / target
