@@ -1,8 +1,9 @@
 # The two commands of the README, and a few helpers. Everything installs itself
 # (a project-local .venv for moto, cargo-lambda and cfn-lint).
-.PHONY: dev test stop stack lint fmt demo build
+.PHONY: dev test stop stack lint fmt demo build token
 
-## make dev: local stack (moto + tables + queues), `cargo lambda watch`, console SMS sender.
+## make dev: local stack (moto + tables + queues + secrets), `cargo lambda watch`, console SMS
+## sender, and the HTTP API of template.yaml on http://127.0.0.1:3000/api/v1 (scripts/local_api.py).
 dev:
 	@scripts/dev.sh
 
@@ -13,6 +14,14 @@ test:
 ## make stack: only the local stack (moto with tables, queues, topics); prints its variables.
 stack:
 	@scripts/dev.sh --stack-only
+
+## make token USER=42: a fresh access token (signed with the local stack's key) and CSRF pair for
+## user USER, as ready curl lines; FORMAT=token|cookie|json for other forms. Needs `make stack`.
+# USER is also the login name in the environment: only a USER given on the command line counts.
+TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),42)
+token:
+	@scripts/venv.sh
+	@.venv/bin/python scripts/dev_token.py --user '$(TOKEN_USER)' $(if $(filter command line,$(origin FORMAT)),--format '$(FORMAT)')
 
 ## make stop: stop the local moto server started by `make dev` / `make stack`.
 stop:
