@@ -4,12 +4,21 @@ Opt in -> start verification -> read the code off the console sender -> check it
 battle invitation on the queue and let the sender send it -> feed its delivery receipt ->
 reply STOP -> the next request is suppressed, with its reason.
 
-It uses the functions as `make dev` serves them (`cargo lambda watch`, started here if it is
-not running, output in .local/watch.log) and the local moto with its tables and queues.
+It calls the HTTP API as the frontend does, on the local API of `make dev`
+(http://127.0.0.1:$LOCAL_API_PORT/api/v1/..., scripts/local_api.py), signed in with an
+access token it signs with the local stack's key (scripts/dev_token.py) and the CSRF cookie
+and header pair. Whatever is not running is started here and stopped at the end: `cargo lambda
+watch` (output in .local/demo-watch.log) and the local API (output in .local/demo-api.log).
+When `make dev` already runs them, the codes are read from its .local/watch.log.
+
+Each run is a new user, a random demo number (+1 <area code> 555-01xx) and a random documentation
+address as its client IP (X-Forwarded-For, which the local API honours from loopback only), so
+the verification windows per user, number, number prefix and IP never fill up across runs.
 """
 
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -22,28 +31,29 @@ from zoneinfo import ZoneInfo
 
 import boto3
 
+import dev_token
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL = os.path.join(ROOT, ".local")
-WATCH_LOG = os.path.join(LOCAL, "watch.log")
-PORT = int(os.environ.get("WATCH_PORT", "9000"))
-BASE = f"http://127.0.0.1:{PORT}/lambda-url"
+DEV_ENV = os.path.join(LOCAL, "dev.env")
+# When this script starts `cargo lambda watch` / the local API, their output goes here.
+DEMO_WATCH_LOG = os.path.join(LOCAL, "demo-watch.log")
+DEMO_API_LOG = os.path.join(LOCAL, "demo-api.log")
+# Where `make dev`'s `cargo lambda watch` writes (scripts/dev.sh).
+DEV_WATCH_LOG = os.path.join(LOCAL, "watch.log")
 
-
-def load_env():
-    env = {}
-    with open(os.path.join(LOCAL, "dev.env")) as f:
-        for line in f:
-            key, _, value = line.strip().partition("=")
-            if key:
-                env[key] = value.strip("'\"")
-    return env
-
-
-ENV = load_env()
-os.environ.update({k: v for k, v in ENV.items() if k.startswith("AWS_")})
-aws = dict(endpoint_url=ENV["AWS_ENDPOINT_URL"], region_name=ENV["AWS_REGION"])
+ENV = dev_token.load_settings(DEV_ENV)
+WATCH_PORT = int(ENV.get("WATCH_PORT") or 9000)
+API_PORT = int(ENV.get("LOCAL_API_PORT") or 3000)
+API = f"http://127.0.0.1:{API_PORT}{(ENV.get('API_BASE_PATH') or '/api/v1').rstrip('/')}"
+aws = dict(endpoint_url=ENV["AWS_ENDPOINT_URL"], region_name=ENV.get("AWS_REGION", "us-east-1"),
+           aws_access_key_id=ENV.get("AWS_ACCESS_KEY_ID", "local"),
+           aws_secret_access_key=ENV.get("AWS_SECRET_ACCESS_KEY", "local"))
 sqs = boto3.client("sqs", **aws)
 dynamodb = boto3.client("dynamodb", **aws)
+
+# Area codes of the demo numbers: each is its own number prefix (the number without its last 4 digits).
+AREA_CODES = ["206", "212", "303", "312", "415", "512", "617", "646", "702", "917"]
 
 
 def step(text):
@@ -54,9 +64,9 @@ def show(label, value):
     print(f"    {label}: {json.dumps(value) if not isinstance(value, str) else value}", flush=True)
 
 
-def watch_running():
+def answers(url):
     try:
-        urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=1)
+        urllib.request.urlopen(url, timeout=1)
     except urllib.error.HTTPError:
         return True
     except OSError:
@@ -64,38 +74,67 @@ def watch_running():
     return True
 
 
-def start_watch():
-    if watch_running():
+def start(name, command, log_path, url, attempts):
+    """Starts a server (output in `log_path`) unless something answers at `url`: the process, or None."""
+    if answers(url):
         return None
-    log = open(WATCH_LOG, "w")
-    proc = subprocess.Popen(
-        ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(PORT), "--env-file", os.path.join(LOCAL, "dev.env")],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    for _ in range(600):
-        if watch_running():
+    log = open(log_path, "w")
+    env = dict(os.environ, **{k: v for k, v in ENV.items() if k in ("ALLOWED_ORIGINS", "API_BASE_PATH")})
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    for _ in range(attempts):
+        if answers(url):
             return proc
+        if proc.poll() is not None:
+            break
         time.sleep(0.2)
-    sys.exit("cargo lambda watch did not start; see .local/watch.log")
+    stop(proc)
+    sys.exit(f"{name} did not start; see {os.path.relpath(log_path, ROOT)}")
 
 
-def http(method, function, path, user, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{BASE}/{function}{path}", data=data, method=method)
-    request.add_header("x-dev-user-id", user)
-    request.add_header("user-agent", "make-demo")
-    if data is not None:
-        request.add_header("content-type", "application/json")
+def stop(proc):
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+
+
+class Client:
+    """The frontend's HTTP client: cookies (access token, CSRF), X-CSRFToken, snake_case JSON."""
+
+    def __init__(self, user, ip):
+        self.token = dev_token.access_token(dev_token.fetch_signing_key(ENV), user, minutes=30)
+        self.csrf = dev_token.new_csrf_token()
+        self.ip = ip
+
+    def call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{API}{path}", data=data, method=method)
+        request.add_header("cookie", f"access_token={self.token}; csrftoken={self.csrf}")
+        request.add_header("x-csrftoken", self.csrf)
+        request.add_header("x-forwarded-for", self.ip)
+        request.add_header("user-agent", "make-demo")
+        if data is not None:
+            request.add_header("content-type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=900) as response:
+                return response.status, parse(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, parse(error.read())
+
+
+def parse(raw):
     try:
-        with urllib.request.urlopen(request, timeout=600) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+        return json.loads(raw or b"null")
+    except ValueError:
+        return raw.decode(errors="replace")
 
 
 def invoke(function, event):
     out = subprocess.run(
-        ["cargo", "lambda", "invoke", "-A", "127.0.0.1", "-P", str(PORT), function, "--data-ascii", json.dumps(event)],
+        ["cargo", "lambda", "invoke", "-A", "127.0.0.1", "-P", str(WATCH_PORT), function, "--data-ascii", json.dumps(event)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     if out.returncode != 0:
@@ -132,16 +171,24 @@ def log_record(request_id):
     return {k: next(iter(v.values())) for k, v in item.items() if k in ("status", "reason", "providerMessageId", "segments", "priceMicros", "body")}
 
 
-def console_code(since):
-    """The code of the newest verification SMS printed by the console sender."""
+def log_size(path):
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def console_code(log_path, since):
+    """The code of the newest verification SMS the console sender printed after `since`."""
     for _ in range(300):
-        with open(WATCH_LOG, errors="replace") as f:
-            f.seek(since)
-            codes = re.findall(r"verification code is (\d{6})", f.read())
-        if codes:
-            return codes[-1]
+        if os.path.exists(log_path):
+            with open(log_path, errors="replace") as f:
+                f.seek(since)
+                codes = re.findall(r"verification code is (\d{6})", f.read())
+            if codes:
+                return codes[-1]
         time.sleep(0.1)
-    sys.exit("no verification SMS on the console sender; see .local/watch.log")
+    where = os.path.relpath(log_path, ROOT)
+    sys.exit(f"no verification SMS in {where}: the console sender prints it in the output of the "
+             "`cargo lambda watch` that runs the functions; `make dev` writes it to .local/watch.log, "
+             "a watch started some other way does not (stop it and run `make demo` again)")
 
 
 def daytime_zone():
@@ -154,44 +201,61 @@ def daytime_zone():
 
 
 def main():
-    proc = start_watch()
+    started = []
     try:
-        run()
+        watch = start("cargo lambda watch",
+                      ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(WATCH_PORT), "--env-file", DEV_ENV],
+                      DEMO_WATCH_LOG, f"http://127.0.0.1:{WATCH_PORT}/", attempts=600)
+        started.append(watch)
+        api = start("the local API",
+                    [sys.executable, os.path.join(ROOT, "scripts", "local_api.py"),
+                     "--port", str(API_PORT), "--watch-port", str(WATCH_PORT)],
+                    DEMO_API_LOG, f"http://127.0.0.1:{API_PORT}/", attempts=100)
+        started.append(api)
+        run(DEMO_WATCH_LOG if watch is not None else DEV_WATCH_LOG)
     finally:
-        if proc is not None:
-            os.killpg(proc.pid, 15)
+        for proc in reversed(started):
+            stop(proc)
 
 
-def run():
-    user = f"demo-{uuid.uuid4().hex[:8]}"
-    phone = f"+1415555{int(time.time()) % 10000:04d}"
+def run(watch_log):
+    user = random.randint(1_000_000, 9_999_999)
+    phone = f"+1{random.choice(AREA_CODES)}5550{random.randint(100, 199)}"
+    ip = f"{random.choice(['198.51.100', '203.0.113'])}.{random.randint(1, 254)}"
     zone = daytime_zone()
-    print(f"Demo user {user}, phone {phone}, time zone {zone} (chosen so it is daytime there now).")
+    try:
+        client = Client(user, ip)
+    except dev_token.TokenError as error:
+        sys.exit(f"cannot sign a token: {error}")
+    print(f"Demo user {user}, phone {phone}, client IP {ip}, time zone {zone} (chosen so it is daytime there now).")
+    print(f"HTTP calls go to {API} with a signed access_token cookie and the CSRF pair.")
     print("The first call of each function compiles it: give it a minute.")
 
     step("1. Opt in from the frontend's modal (POST /notifications/sms-opt-in/)")
-    status, body = http("POST", "opt-in-api", "/notifications/sms-opt-in/", user,
-                        {"action": "opt_in", "phoneNumber": phone, "timeZone": zone})
+    status, body = client.call("POST", "/notifications/sms-opt-in/",
+                               {"action": "opt_in", "phone_number": phone, "time_zone": zone})
     show(status, body)
 
     step("2. Start phone verification (POST /notifications/me/phone-verification/)")
-    since = os.path.getsize(WATCH_LOG) if os.path.exists(WATCH_LOG) else 0
-    status, body = http("POST", "verify-api", "/notifications/me/phone-verification/", user, {"phoneNumber": phone})
+    since = log_size(watch_log)
+    status, body = client.call("POST", "/notifications/me/phone-verification/", {"phone_number": phone})
     show(status, body)
+    if status != 202:
+        sys.exit("verification did not start; see the answer above")
 
-    step("3. Read the code off the console sender ([CONSOLE SMS] in .local/watch.log)")
-    code = console_code(since)
+    step(f"3. Read the code off the console sender ([CONSOLE SMS] in {os.path.relpath(watch_log, ROOT)})")
+    code = console_code(watch_log, since)
     show("code", code)
 
     step("4. Check it (POST /notifications/me/phone-verification/check/)")
-    status, body = http("POST", "verify-api", "/notifications/me/phone-verification/check/", user, {"code": code})
+    status, body = client.call("POST", "/notifications/me/phone-verification/check/", {"code": code})
     show(status, body)
-    status, body = http("GET", "opt-in-api", "/notifications/me/sms-preferences/", user)
+    status, body = client.call("GET", "/notifications/me/sms-preferences/")
     show("preferences", body)
 
     step("5. An upstream drops a battle invitation on the notifications queue; the sender sends it")
     request_id = f"battle-invite-{uuid.uuid4().hex[:6]}"
-    invitation = {"v": 1, "id": request_id, "kind": "battle_invitation", "userId": user,
+    invitation = {"v": 1, "id": request_id, "kind": "battle_invitation", "userId": str(user),
                   "params": {"inviter_name": "Ada", "battle_topic": "Haiku",
                              "invitation_link": "https://example.com/battles/81723"}}
     show("sender answered", invoke("sender", sqs_event(ENV["NOTIFICATIONS_QUEUE_URL"], invitation)))
@@ -212,15 +276,16 @@ def run():
                "messageBody": "STOP", "inboundMessageId": str(uuid.uuid4()),
                "previousPublishedMessageId": record.get("providerMessageId", "")}
     invoke("inbound-sms", sns_event(ENV["INBOUND_TOPIC_ARN"], inbound))
-    status, body = http("GET", "opt-in-api", "/notifications/me/sms-preferences/", user)
-    show("preferences", {k: body.get(k) for k in ("allowSmsInvitations", "hasConsent", "consentGivenAt")})
+    status, body = client.call("GET", "/notifications/me/sms-preferences/")
+    show("preferences", {k: body.get(k) for k in ("allow_sms_invitations", "has_consent", "consent_given_at")}
+         if isinstance(body, dict) else body)
 
     step("8. The next invitation is suppressed, with its reason")
     next_id = f"battle-invite-{uuid.uuid4().hex[:6]}"
     invitation["id"] = next_id
     show("sender answered", invoke("sender", sqs_event(ENV["NOTIFICATIONS_QUEUE_URL"], invitation)))
     show("log", log_record(next_id))
-    print("\nDone. The [CONSOLE SMS] lines of this run are in .local/watch.log.")
+    print(f"\nDone. The [CONSOLE SMS] lines of this run are in {os.path.relpath(watch_log, ROOT)}.")
 
 
 if __name__ == "__main__":
