@@ -12,6 +12,8 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> cfn-lint template.yaml"
 cfn-lint template.yaml
+echo "==> unit tests of the local tools (scripts/test_*.py: local API, tokens)"
+.venv/bin/python -m unittest discover -s scripts -p 'test_*.py'
 
 # A moto of our own, never the one `make dev` may be running.
 MOTO_DIR=$(mktemp -d)
@@ -24,3 +26,6 @@ export SMS_TEST_MOTO_URL="http://127.0.0.1:$port"
 
 echo "==> cargo test (moto at $SMS_TEST_MOTO_URL)"
 cargo test --workspace --quiet
+
+echo "==> contract test: the web app's HTTP client against the local API (tests/contract)"
+scripts/contract_test.sh

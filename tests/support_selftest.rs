@@ -232,6 +232,62 @@ async fn put_message_feedback_is_recorded() {
     assert_eq!(stub.feedback().len(), 1);
 }
 
+/// A plain `GET` of the stub (what the `sms-stub` binary's clients do): status and JSON body.
+async fn get(stub: &SmsStub, path: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let addr = stub.endpoint().trim_start_matches("http://").to_owned();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    // Blocking I/O off the runtime's thread, which serves the stub.
+    let raw = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&addr).expect("connect to the stub");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).expect("read");
+        raw
+    })
+    .await
+    .expect("GET task");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, serde_json::from_str(body).expect("a JSON body"))
+}
+
+#[tokio::test]
+async fn get_messages_and_feedback_list_what_the_stub_recorded() {
+    let stub = SmsStub::start_on(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("start on a free port");
+    assert_eq!(get(&stub, "/messages").await, (200, serde_json::json!([])));
+    let id = send(&stub, TO).await.expect("send").message_id.expect("id");
+    stub.client()
+        .put_message_feedback()
+        .message_id(&id)
+        .message_feedback_status(MessageFeedbackStatus::Received)
+        .send()
+        .await
+        .expect("feedback accepted");
+
+    let (status, messages) = get(&stub, "/messages").await;
+    assert_eq!(status, 200);
+    assert_eq!(messages[0]["destination"], TO);
+    assert_eq!(messages[0]["body"], "hello");
+    assert_eq!(messages[0]["message_id"], id.as_str());
+    assert_eq!(
+        get(&stub, "/feedback").await,
+        (
+            200,
+            serde_json::json!([{"message_id": id, "status": "RECEIVED"}])
+        )
+    );
+    assert_eq!(get(&stub, "/other").await.0, 404);
+    // Inspection is not a call of the API.
+    assert_eq!(stub.requests(), 1);
+}
+
 #[tokio::test]
 async fn rate_limit_throttles_above_the_rate() {
     let stub = SmsStub::start().await;
