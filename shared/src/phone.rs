@@ -29,8 +29,21 @@ pub enum PhoneError {
     TooLong,
     #[error("phone number is not a valid number")]
     Invalid,
-    #[error("phone numbers from {0} are not supported")]
-    CountryNotAllowed(String),
+    /// The number is valid but from a country off the allow-list. The message names the
+    /// country and its calling code, so a user who typed `+44 7911 …` sees why a number they
+    /// think of as British is Guernsey's (libphonenumber assigns ranges to the crown
+    /// dependencies), and which countries are served.
+    #[error(
+        "phone numbers from {name} (+{calling_code}) are not supported; we text numbers in {served}"
+    )]
+    CountryNotAllowed {
+        /// ISO 3166 alpha-2 code (`GG`).
+        country: String,
+        name: &'static str,
+        calling_code: u16,
+        /// The allowed countries' names, as a phrase (`the United States and Canada`).
+        served: String,
+    },
 }
 
 impl PhoneError {
@@ -38,7 +51,7 @@ impl PhoneError {
     pub fn code(&self) -> &'static str {
         match self {
             PhoneError::Empty | PhoneError::TooLong | PhoneError::Invalid => "invalid_phone_number",
-            PhoneError::CountryNotAllowed(_) => "country_not_supported",
+            PhoneError::CountryNotAllowed { .. } => "country_not_supported",
         }
     }
 }
@@ -52,6 +65,7 @@ impl PhoneError {
 pub struct E164 {
     number: String,
     country: country::Id,
+    calling_code: u16,
 }
 
 /// Longest input we look at; real numbers with formatting are far shorter.
@@ -78,8 +92,13 @@ impl E164 {
             .ok_or(PhoneError::Invalid)?;
         // Written out rather than by the crate's formatter, which loads the whole database
         // whatever database it is given.
-        let number = format!("+{}{}", parsed.code().value(), parsed.national());
-        Ok(Self { number, country })
+        let calling_code = parsed.code().value();
+        let number = format!("+{calling_code}{}", parsed.national());
+        Ok(Self {
+            number,
+            country,
+            calling_code,
+        })
     }
 
     /// The kind of line (mobile, fixed, premium rate, ...) by libphonenumber's metadata.
@@ -95,8 +114,18 @@ impl E164 {
         if number.is_allowed(allowed) {
             Ok(number)
         } else {
-            Err(PhoneError::CountryNotAllowed(number.country().to_owned()))
+            Err(PhoneError::CountryNotAllowed {
+                country: number.country().to_owned(),
+                name: country_name(number.country()),
+                calling_code: number.calling_code(),
+                served: served_phrase(allowed),
+            })
         }
+    }
+
+    /// The country calling code (`1`, `44`).
+    pub fn calling_code(&self) -> u16 {
+        self.calling_code
     }
 
     pub fn is_allowed<S: AsRef<str>>(&self, allowed: &[S]) -> bool {
@@ -130,6 +159,30 @@ impl E164 {
     /// The number masked for logs: `+1415***1234`.
     pub fn masked(&self) -> String {
         mask(&self.number)
+    }
+}
+
+/// The English short name of an ISO 3166 alpha-2 code, as people say it.
+pub fn country_name(code: &str) -> &'static str {
+    // The ISO names of the two home countries are long ("United States of America"); the
+    // product's messages use the everyday ones.
+    match code {
+        "US" => "the United States",
+        "CA" => "Canada",
+        "GB" => "the United Kingdom",
+        _ => isocountry::CountryCode::for_alpha2_caseless(code)
+            .map(|c| c.name())
+            .unwrap_or("an unknown country"),
+    }
+}
+
+/// `the United States and Canada`, `the United States, Canada and Mexico`.
+fn served_phrase<S: AsRef<str>>(allowed: &[S]) -> String {
+    let names: Vec<&str> = allowed.iter().map(|c| country_name(c.as_ref())).collect();
+    match names.as_slice() {
+        [] => "no country".to_owned(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
 }
 
@@ -229,6 +282,27 @@ mod tests {
     }
 
     #[test]
+    fn refusals_name_the_country_and_the_served_ones_in_words() {
+        // libphonenumber gives +44 7911 1… to Guernsey: the message says so, with +44.
+        let err = E164::parse_allowed("+44 7911 123456", &US_CA).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "phone numbers from Guernsey (+44) are not supported; we text numbers in the United States and Canada"
+        );
+        let err = E164::parse_allowed("+44 20 7946 0958", &["US"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "phone numbers from the United Kingdom (+44) are not supported; we text numbers in the United States"
+        );
+        assert_eq!(country_name("MX"), "Mexico");
+        assert_eq!(
+            served_phrase(&["US", "CA", "MX"]),
+            "the United States, Canada and Mexico"
+        );
+        assert_eq!(E164::parse("+1 604 555 0199").unwrap().calling_code(), 1);
+    }
+
+    #[test]
     fn invalid_input_is_refused_with_a_clear_error() {
         assert_eq!(E164::parse("   "), Err(PhoneError::Empty));
         assert_eq!(E164::parse("hello"), Err(PhoneError::Invalid));
@@ -246,7 +320,12 @@ mod tests {
         assert!(E164::parse_allowed("+1 604 555 0199", &US_CA).is_ok());
         assert_eq!(
             E164::parse_allowed("+44 20 7946 0958", &US_CA),
-            Err(PhoneError::CountryNotAllowed("GB".into()))
+            Err(PhoneError::CountryNotAllowed {
+                country: "GB".into(),
+                name: "the United Kingdom",
+                calling_code: 44,
+                served: "the United States and Canada".into(),
+            })
         );
         assert!(E164::parse_allowed("+44 20 7946 0958", &["gb"]).is_ok());
     }
