@@ -586,7 +586,7 @@ async fn two_hundred_clients_for_thirty_seconds_lose_nothing() {
             .find_map(|r| r.master.filter(|m| m.0 == u))
             .expect("a master writer");
         assert_eq!(prefs.allow_sms_invitations, value, "{user}");
-        assert_eq!(prefs.has_consent(), value, "{user}");
+        assert_eq!(prefs.has_consent_at(api.now()), value, "{user}");
         let history = api.history(&user).await;
         let actions: Vec<ConsentAction> = history.iter().map(|e| e.action).collect();
         assert_eq!(

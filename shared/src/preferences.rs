@@ -68,21 +68,17 @@ impl Preferences {
         self.toggles.get(category)
     }
 
-    /// Consent stands for this user as the settings page shows it: given, not revoked since,
-    /// and either bound to the user's current number or still waiting for a verified one.
+    /// Consent stands for the user's current number (§4).
     pub fn has_consent(&self) -> bool {
-        match &self.consent.phone_number {
-            Some(bound) => self.consent.given && self.phone_number.as_ref() == Some(bound),
-            None => self.consent.given && self.consent.pending_until.is_some(),
-        }
+        self.phone_number
+            .as_deref()
+            .is_some_and(|number| self.consent.covers(number))
     }
 
-    /// [`Preferences::has_consent`] at `now`: a pending grant counts only until it lapses.
+    /// Consent as the settings page shows it at `now`: it stands for the current number, or
+    /// a grant is pending and has not lapsed.
     pub fn has_consent_at(&self, now: Timestamp) -> bool {
-        match &self.consent.phone_number {
-            Some(_) => self.has_consent(),
-            None => self.consent.pending_at(now),
-        }
+        self.has_consent() || self.consent.pending_at(now)
     }
 
     /// The language of this user's texts.
@@ -340,10 +336,8 @@ mod tests {
         let mut p = Preferences::new("u");
         let grant = ConsentEvent::new("u", t0, ConsentAction::Grant, ConsentMethod::OptInModal);
         grant.apply_to(&mut p.consent);
-        assert!(
-            p.has_consent(),
-            "pending counts as given on the settings page"
-        );
+        assert!(p.has_consent_at(t0), "pending counts on the settings page");
+        assert!(!p.has_consent(), "but is no consent for any number");
         assert!(
             !p.consent.covers("+14155550123"),
             "but covers no number yet"
