@@ -529,27 +529,18 @@ async fn check<S: SmsSender>(
         p.phone_verified_at = Some(now);
         // Verifying again is how a number marked undeliverable (§8) comes back.
         p.phone_undeliverable_at = None;
-        let mut event = ConsentEvent::new(
-            user_id,
-            now,
-            ConsentAction::PhoneVerified,
-            ConsentMethod::PhoneVerification,
-        );
-        event.phone_number = Some(number.clone());
-        event.ip = caller.source_ip.clone();
-        event.user_agent = caller.user_agent.clone();
-        let mut events = vec![event];
+        let event = |action| {
+            let mut event =
+                ConsentEvent::new(user_id, now, action, ConsentMethod::PhoneVerification);
+            event.phone_number = Some(number.clone());
+            event.ip = caller.source_ip.clone();
+            event.user_agent = caller.user_agent.clone();
+            event
+        };
+        let mut events = vec![event(ConsentAction::PhoneVerified)];
         // A grant made without a number (the modal) covers the first number verified (§4).
         if p.consent.pending_at(now) {
-            let mut bind = ConsentEvent::new(
-                user_id,
-                now,
-                ConsentAction::Bind,
-                ConsentMethod::PhoneVerification,
-            );
-            bind.phone_number = Some(number.clone());
-            bind.ip = caller.source_ip.clone();
-            bind.user_agent = caller.user_agent.clone();
+            let bind = event(ConsentAction::Bind);
             bind.apply_to(&mut p.consent);
             events.push(bind);
         }
