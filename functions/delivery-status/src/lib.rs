@@ -358,7 +358,7 @@ impl DeliveryStatus {
             let run = self.log.hard_failures(phone, now).await?;
             if run >= HARD_FAILURE_LIMIT {
                 let marked = self.mark_undeliverable(phone, now).await?;
-                self.log.reset_hard_failures(phone).await?;
+                self.log.reset_hard_failures(phone, now).await?;
                 warn!(
                     to = %mask(phone),
                     hard_failures = run,

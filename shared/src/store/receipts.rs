@@ -20,15 +20,20 @@
 //!   record's `pricedMessages` set yet. A price is counted once per provider message, whichever
 //!   event carries it first, even when that event is too old to change the status.
 //! * **Hard failures.** A hard failure (see [`EventKind::is_hard_failure`]) adds one to the
-//!   number's `counter#hard-fail#<e164>` and a delivery deletes it, in the same transaction as
-//!   the status change, so a replayed event never counts twice. The caller reads the counter
-//!   and marks the number undeliverable at [`HARD_FAILURE_LIMIT`].
+//!   number's `counter#hard-fail#<e164>` and a delivery sets it back to 0, in the same
+//!   transaction as the status change, so a replayed event never counts twice. The caller reads
+//!   the counter and marks the number undeliverable at [`HARD_FAILURE_LIMIT`].
+//! * **No deletes.** A reset is an `UpdateItem` (`count = 0`), never a `DeleteItem`: the log
+//!   table is the audit trail (§9) and no role may delete from it. AWS checks each item of a
+//!   `TransactWriteItems` with the permission of the matching single-item call, so a `Delete`
+//!   here would need `dynamodb:DeleteItem` on the whole table; the zeroed counter costs one
+//!   small item per number until its TTL ([`HARD_FAILURE_MEMORY`]).
 
 use super::counters::number;
 use super::schema::{LOG_KEY, TTL_ATTRIBUTE};
 use super::{LogStatus, LogStore, StoreError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::HashMap;
 
@@ -231,6 +236,22 @@ fn target_of(item: &HashMap<String, AttributeValue>) -> Option<ReceiptTarget> {
     })
 }
 
+/// The update that sets a number's hard-failure counter back to 0 (kept until its TTL).
+fn hard_failure_reset(
+    table: &str,
+    counter: &str,
+    now: Timestamp,
+) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+    Update::builder()
+        .table_name(table)
+        .key(LOG_KEY, s(counter))
+        .update_expression("SET #count = :zero, #ttl = :ttl")
+        .expression_attribute_names("#count", "count")
+        .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+        .expression_attribute_values(":zero", number(0))
+        .expression_attribute_values(":ttl", ttl(now + HARD_FAILURE_MEMORY))
+}
+
 /// Whether a transaction was cancelled because of its first item's condition (and not for a
 /// conflict or throttling, which are transient).
 fn first_condition_failed<R>(
@@ -392,12 +413,10 @@ impl LogStore {
                     .map_err(|_| StoreError::Malformed("hard failure counter update"))?;
                 items.push(TransactWriteItem::builder().update(bump).build());
             } else if new_status == LogStatus::Delivered {
-                let reset = Delete::builder()
-                    .table_name(&self.table)
-                    .key(LOG_KEY, s(counter))
+                let reset = hard_failure_reset(&self.table, &counter, now)
                     .build()
                     .map_err(|_| StoreError::Malformed("hard failure counter reset"))?;
-                items.push(TransactWriteItem::builder().delete(reset).build());
+                items.push(TransactWriteItem::builder().update(reset).build());
             }
         }
 
@@ -504,12 +523,16 @@ impl LogStore {
             .unwrap_or(0))
     }
 
-    /// Forgets the number's run of hard failures (after it was marked undeliverable).
-    pub async fn reset_hard_failures(&self, e164: &str) -> Result<(), StoreError> {
+    /// Forgets the number's run of hard failures (after it was marked undeliverable): the
+    /// counter goes back to 0 (an update, not a delete: see the module documentation).
+    pub async fn reset_hard_failures(&self, e164: &str, now: Timestamp) -> Result<(), StoreError> {
+        let reset = hard_failure_reset(&self.table, &hard_failure_counter_id(e164), now)
+            .build()
+            .map_err(|_| StoreError::Malformed("hard failure counter reset"))?;
+        // The same update as in `apply_receipt`, alone (rare: once per undeliverable number).
         self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key(LOG_KEY, s(hard_failure_counter_id(e164)))
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(reset).build())
             .send()
             .await?;
         Ok(())
