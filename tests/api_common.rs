@@ -1,11 +1,14 @@
 //! Helpers of the HTTP API tests (`opt_in_api.rs`, `verify_api.rs`): requests built from the
 //! payload-v2 events of `events/` (authenticated as the app's client is: the `access_token`
 //! cookie and the CSRF pair), both handlers wired to one `TestEnv`, the SMS stub and a
-//! `ManualClock`, and a log capture.
+//! `ManualClock`, and a log capture. As in `main.rs`, the handlers read their keys from
+//! Secrets Manager (the local stack's secrets), and every AWS call goes through a recorder that
+//! refuses what the function's role in `template.yaml` does not allow.
 
 #![allow(dead_code)]
 
-use integration_tests::local_stack::{LOCAL_CODE_HMAC_KEY, LOCAL_JWT_SIGNING_KEY};
+use integration_tests::iam::Recorder;
+use integration_tests::local_stack::{LOCAL_JWT_SIGNING_KEY, create_secrets};
 use integration_tests::{SmsStub, TestEnv};
 use jiff::Timestamp;
 use lambda_http::{Body, Request};
@@ -14,7 +17,7 @@ use sms_shared::Config;
 use sms_shared::auth::Authenticator;
 use sms_shared::clock::ManualClock;
 use sms_shared::preferences::{ConsentEvent, Preferences};
-use sms_shared::secrets::SecretKey;
+use sms_shared::secrets;
 use sms_shared::sms::EumSender;
 use sms_shared::store::PreferencesStore;
 use std::io::Write;
@@ -35,6 +38,9 @@ pub struct Api {
     pub opt_in: opt_in_api::State,
     pub verify: verify_api::State<EumSender>,
     pub config: Config,
+    /// Each function's AWS calls (key reads included).
+    pub opt_in_calls: Recorder,
+    pub verify_calls: Recorder,
 }
 
 impl Api {
@@ -45,27 +51,48 @@ impl Api {
     pub async fn with(extra: &[(&str, &str)]) -> Api {
         let env = TestEnv::new().await;
         let stub = SmsStub::start().await;
+        let (jwt_secret, code_secret) = create_secrets(&env.sdk, &env.prefix)
+            .await
+            .unwrap_or_else(|e| panic!("the local stack's secrets: {e}"));
         let mut vars = vec![
             ("SMS_SENDER", "eum"),
             ("ORIGINATION_IDENTITY", "+18005550100"),
             ("ALLOWED_ORIGINS", APP_ORIGIN),
+            ("JWT_SIGNING_KEY_SECRET_ID", &jwt_secret),
+            ("CODE_HMAC_KEY_SECRET_ID", &code_secret),
         ];
         vars.extend_from_slice(extra);
         let config = env.config_with(&vars);
+        let opt_in_calls = Recorder::new("opt-in-api", &env.vars_with(&vars));
+        let verify_calls = Recorder::new("verify-api", &env.vars_with(&vars));
         let clock = Arc::new(ManualClock::new(START.parse().unwrap()));
-        let sender = EumSender::new(stub.client(), &config.sms);
+        let secrets = aws_sdk_secretsmanager::Client::new(&env.sdk);
+        // The keys as main.rs reads them at cold start.
+        let opt_in_auth = Authenticator::load(&config.auth, &opt_in_calls.secrets(&secrets))
+            .await
+            .expect("opt-in-api reads the JWT key");
+        let verify_secrets = verify_calls.secrets(&secrets);
+        let (verify_auth, code_key) = tokio::try_join!(
+            Authenticator::load(&config.auth, &verify_secrets),
+            secrets::read_key(
+                &verify_secrets,
+                "CODE_HMAC_KEY_SECRET_ID",
+                config.code_hmac_key_secret_id.as_deref(),
+            ),
+        )
+        .expect("verify-api reads both keys");
+        let sender = EumSender::new(verify_calls.sms(&stub.client()), &config.sms);
         let opt_in = opt_in_api::State::new(
             config.clone(),
-            authenticator(&config),
-            env.dynamodb.clone(),
+            opt_in_auth,
+            opt_in_calls.dynamodb(&env.dynamodb),
             clock.clone(),
         );
-        let code_key = SecretKey::new(LOCAL_CODE_HMAC_KEY.as_bytes().to_vec()).unwrap();
         let verify = verify_api::State::new(
             config.clone(),
-            authenticator(&config),
+            verify_auth,
             code_key,
-            env.dynamodb.clone(),
+            verify_calls.dynamodb(&env.dynamodb),
             sender,
             clock.clone(),
         );
@@ -76,6 +103,8 @@ impl Api {
             opt_in,
             verify,
             config,
+            opt_in_calls,
+            verify_calls,
         }
     }
 
@@ -113,16 +142,6 @@ impl Api {
         .expect("handlers answer every request");
         Reply::from(response)
     }
-}
-
-/// The app's tokens, signed with the local stack's key (as the events' tokens are).
-pub fn authenticator(config: &Config) -> Authenticator {
-    let key = SecretKey::new(LOCAL_JWT_SIGNING_KEY.as_bytes().to_vec()).unwrap();
-    Authenticator::app_jwt(
-        &key,
-        config.auth.algorithm,
-        config.auth.allowed_origins.clone(),
-    )
 }
 
 /// A SimpleJWT access token for `user`, valid for `exp_in_secs` from the real clock (the

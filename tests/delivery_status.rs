@@ -3,6 +3,8 @@
 
 use aws_lambda_events::event::sns::SnsEvent;
 use delivery_status::{CONTEXT_LOG_ID, DeliveryStatus, DeliveryStatusError, RecordOutcome};
+use integration_tests::events::sns_event;
+use integration_tests::iam::Recorder;
 use integration_tests::{SmsStub, TestEnv};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
@@ -31,6 +33,8 @@ struct Fixture {
     prefs: PreferencesStore,
     clock: Arc<ManualClock>,
     handler: DeliveryStatus,
+    /// The handler's AWS calls, refused when its role in `template.yaml` does not allow them.
+    calls: Recorder,
 }
 
 fn now() -> Timestamp {
@@ -41,8 +45,10 @@ async fn fixture() -> Fixture {
     let env = TestEnv::new().await;
     let config = env.config();
     let clock = Arc::new(ManualClock::new(now()));
-    let handler = DeliveryStatus::new(&config, env.dynamodb.clone(), clock.clone());
+    let calls = Recorder::new("delivery-status", &env.vars_with(&[]));
+    let handler = DeliveryStatus::new(&config, calls.dynamodb(&env.dynamodb), clock.clone());
     Fixture {
+        calls,
         log: LogStore::new(env.dynamodb.clone(), &config.tables.log),
         prefs: PreferencesStore::new(env.dynamodb.clone(), &config.tables.preferences),
         config,
@@ -168,16 +174,7 @@ impl Fixture {
 
 /// `events/sns-delivery-<name>.json` with its SMS event record edited.
 fn event(name: &str, edit: impl FnOnce(&mut Map<String, Value>)) -> SnsEvent {
-    let path = format!(
-        "{}/../events/sns-delivery-{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut event: SnsEvent = serde_json::from_str(&text).unwrap();
-    let mut message: Value = serde_json::from_str(&event.records[0].sns.message).unwrap();
-    edit(message.as_object_mut().unwrap());
-    event.records[0].sns.message = message.to_string();
-    event
+    sns_event(&format!("sns-delivery-{name}.json"), edit)
 }
 
 /// The sample event `name` for log record `log_id` / provider message `message_id`.
@@ -398,10 +395,50 @@ async fn three_hard_failures_in_a_row_make_the_users_verify_again() {
     assert!(other.phone_verified, "another number is not affected");
     // The run starts over: the users verify again and get a fresh allowance.
     assert_eq!(f.log.hard_failures(phone, now()).await.unwrap(), 0);
-    assert!(f.raw(&hard_failure_counter_id(phone)).await.is_empty());
+    assert_eq!(
+        f.raw(&hard_failure_counter_id(phone)).await["count"],
+        json!("0")
+    );
     // Replaying the third failure counts nothing.
     f.handle(receipt("unreachable", "req-2", "m-2")).await;
     assert_eq!(f.log.hard_failures(phone, now()).await.unwrap(), 0);
+}
+
+/// Issue 14: the reset rode in the receipt's transaction as a `Delete`, which AWS checks as
+/// `dynamodb:DeleteItem`, a permission the role does not have: every delivered receipt would
+/// have been refused. The fixture's recorder refuses what the template does not grant.
+#[tokio::test]
+async fn a_delivered_receipt_settles_and_resets_the_run_with_the_templates_permissions() {
+    let f = fixture().await;
+    let phone = "+14155550123";
+    f.user("u-1", phone).await;
+    for (i, name) in ["blocked", "invalid", "delivered"].into_iter().enumerate() {
+        let id = format!("req-{i}");
+        f.sent(&id, phone, &format!("m-{i}")).await;
+        f.handle(receipt(name, &id, &format!("m-{i}"))).await;
+    }
+    assert_eq!(f.record("req-2").await.status, LogStatus::Delivered);
+    assert_eq!(f.log.hard_failures(phone, now()).await.unwrap(), 0);
+    let delivered = f
+        .calls
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "TransactWriteItems")
+        .next_back()
+        .expect("the delivered receipt's transaction");
+    assert!(
+        delivered
+            .accesses
+            .iter()
+            .all(|a| a.action == "dynamodb:UpdateItem" && a.resource.ends_with(":table/LogTable")),
+        "{delivered:?}"
+    );
+    assert_eq!(
+        delivered.accesses.len(),
+        2,
+        "status and counter: {delivered:?}"
+    );
+    assert!(f.calls.denied().is_empty(), "{:?}", f.calls.denied());
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 use aws_lambda_events::event::sns::SnsEvent;
 use delivery_status::{DeliveryStatus, RecordOutcome};
 use inbound_sms::{InboundError, InboundOutcome, InboundSms};
+use integration_tests::events::sns_event;
+use integration_tests::iam::Recorder;
 use integration_tests::{Behavior, SmsStub, TestEnv};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
@@ -34,6 +36,8 @@ struct Fixture {
     log: LogStore,
     clock: Arc<ManualClock>,
     handler: InboundSms<EumSender>,
+    /// The handler's AWS calls, refused when its role in `template.yaml` does not allow them.
+    calls: Recorder,
 }
 
 fn now() -> Timestamp {
@@ -48,15 +52,17 @@ async fn fixture_with(extra: &[(&str, &str)]) -> Fixture {
     ];
     vars.extend_from_slice(extra);
     let config = env.config_with(&vars);
+    let calls = Recorder::new("inbound-sms", &env.vars_with(&vars));
     let stub = SmsStub::start().await;
     let clock = Arc::new(ManualClock::new(now()));
     let handler = InboundSms::new(
         &config,
-        env.dynamodb.clone(),
-        EumSender::new(stub.client(), &config.sms),
+        calls.dynamodb(&env.dynamodb),
+        EumSender::new(calls.sms(&stub.client()), &config.sms),
         clock.clone(),
     );
     Fixture {
+        calls,
         prefs: PreferencesStore::new(env.dynamodb.clone(), &config.tables.preferences),
         log: LogStore::new(env.dynamodb.clone(), &config.tables.log),
         config,
@@ -73,16 +79,7 @@ async fn fixture() -> Fixture {
 
 /// `events/sns-inbound-<name>.json`, optionally with its inbound record edited.
 fn event(name: &str, edit: impl FnOnce(&mut Map<String, Value>)) -> SnsEvent {
-    let path = format!(
-        "{}/../events/sns-inbound-{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut event: SnsEvent = serde_json::from_str(&text).unwrap();
-    let mut message: Value = serde_json::from_str(&event.records[0].sns.message).unwrap();
-    edit(message.as_object_mut().unwrap());
-    event.records[0].sns.message = message.to_string();
-    event
+    sns_event(&format!("sns-inbound-{name}.json"), edit)
 }
 
 fn sample(name: &str) -> SnsEvent {
@@ -455,7 +452,12 @@ async fn replies_take_delivery_receipts_like_any_message() {
     message["messageId"] = json!(sent[0].message_id);
     receipt.records[0].sns.message = message.to_string();
 
-    let delivery = DeliveryStatus::new(&f.config, f.env.dynamodb.clone(), f.clock.clone());
+    let delivery_calls = Recorder::new("delivery-status", &f.env.vars_with(&[]));
+    let delivery = DeliveryStatus::new(
+        &f.config,
+        delivery_calls.dynamodb(&f.env.dynamodb),
+        f.clock.clone(),
+    );
     assert_eq!(
         delivery.handle(receipt).await.unwrap(),
         [RecordOutcome::Applied(EventKind::Delivered)]
@@ -464,4 +466,5 @@ async fn replies_take_delivery_receipts_like_any_message() {
     assert_eq!(reply["status"], json!("delivered"));
     assert_eq!(reply["priceMicros"], json!("5810"));
     let _ = &f.log;
+    assert!(f.calls.denied().is_empty() && delivery_calls.denied().is_empty());
 }

@@ -6,13 +6,16 @@
 //! kept as tagged values.
 
 use integration_tests::local_stack::{DELIVERY_TOPIC, INBOUND_TOPIC, LocalStack};
+use integration_tests::template::{
+    as_u64, function_env, functions, get_att, global_env, global_ref, of_type, ref_target,
+    repo_root, resource, sub_string, template,
+};
 use serde_norway::Value;
 use sms_shared::config::{ENV_VARS, TableNames};
 use sms_shared::store::schema::{
     MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_SECONDS, QueueUrls, TableSpec, table_specs,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 /// The queue names `create_queues` gives (before the prefix): each has a `-dlq`.
 const LOCAL_QUEUES: [&str; 2] = ["transactional", "notifications"];
@@ -34,117 +37,6 @@ const SECRET_VARS: [(&str, &str, &[&str]); 2] = [
 ];
 /// Retention of the local dead-letter queues (14 days).
 const DLQ_RETENTION_SECONDS: u64 = 1_209_600;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-fn template() -> Value {
-    let path = repo_root().join("template.yaml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("parsing template.yaml: {e}"))
-}
-
-/// A CloudFormation function call in short (`!Ref X`) or long (`{Ref: X}`) form.
-fn intrinsic<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
-    match value {
-        Value::Tagged(tagged) if tagged.tag == name => Some(&tagged.value),
-        Value::Mapping(map) if map.len() == 1 => {
-            let long = if name == "Ref" {
-                name.to_owned()
-            } else {
-                format!("Fn::{name}")
-            };
-            map.get(long.as_str())
-        }
-        _ => None,
-    }
-}
-
-/// The logical id of `!Ref X`.
-fn ref_target(value: &Value) -> Option<&str> {
-    intrinsic(value, "Ref")?.as_str()
-}
-
-/// `(logical id, attribute)` of `!GetAtt X.Attr` or `!GetAtt [X, Attr]`.
-fn get_att(value: &Value) -> Option<(String, String)> {
-    let args = intrinsic(value, "GetAtt")?;
-    if let Some(s) = args.as_str() {
-        let (id, attr) = s.split_once('.')?;
-        return Some((id.to_owned(), attr.to_owned()));
-    }
-    let seq = args.as_sequence()?;
-    Some((
-        seq.first()?.as_str()?.to_owned(),
-        seq.get(1)?.as_str()?.to_owned(),
-    ))
-}
-
-/// The string of `!Sub "..."` (or of `!Sub ["...", {...}]`).
-fn sub_string(value: &Value) -> Option<&str> {
-    let args = intrinsic(value, "Sub")?;
-    args.as_str()
-        .or_else(|| args.as_sequence()?.first()?.as_str())
-}
-
-fn resources(t: &Value) -> &serde_norway::Mapping {
-    t["Resources"].as_mapping().expect("Resources is a mapping")
-}
-
-fn resource<'a>(t: &'a Value, id: &str) -> &'a Value {
-    t["Resources"]
-        .get(id)
-        .unwrap_or_else(|| panic!("template.yaml has no resource {id}"))
-}
-
-fn of_type<'a>(t: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
-    resources(t)
-        .iter()
-        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
-        .map(|(id, r)| (id.as_str().expect("logical ids are strings"), r))
-        .collect()
-}
-
-/// Variables of the Globals section.
-fn global_env(t: &Value) -> &serde_norway::Mapping {
-    t["Globals"]["Function"]["Environment"]["Variables"]
-        .as_mapping()
-        .expect("Globals.Function.Environment.Variables")
-}
-
-/// The logical id a global variable refers to (`LOG_TABLE: !Ref LogTable`).
-fn global_ref<'a>(t: &'a Value, var: &str) -> &'a str {
-    let value = global_env(t)
-        .get(var)
-        .unwrap_or_else(|| panic!("Globals do not set {var}"));
-    ref_target(value).unwrap_or_else(|| panic!("{var} is not a !Ref to a resource"))
-}
-
-/// `{function directory name: (logical id, resource)}` of the SAM functions.
-fn functions(t: &Value) -> BTreeMap<String, (&str, &Value)> {
-    of_type(t, "AWS::Serverless::Function")
-        .into_iter()
-        .map(|(id, f)| {
-            let code = f["Properties"]["CodeUri"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{id}: CodeUri is a path"));
-            let name = code
-                .strip_prefix("functions/")
-                .unwrap_or_else(|| panic!("{id}: CodeUri {code} is not functions/<name>"));
-            (name.to_owned(), (id, f))
-        })
-        .collect()
-}
-
-fn as_u64(value: &Value) -> Option<u64> {
-    value
-        .as_u64()
-        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-}
 
 #[test]
 fn template_declares_one_function_per_crate() {
@@ -496,14 +388,7 @@ fn environment_is_what_the_config_reads() {
     }
 
     for (name, (id, f)) in functions(&t) {
-        let own: BTreeMap<&str, &Value> = f["Properties"]["Environment"]["Variables"]
-            .as_mapping()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.as_str().expect("variable names are strings"), v))
-            .collect();
-        let env: BTreeMap<&str, &Value> =
-            globals.iter().chain(&own).map(|(k, v)| (*k, *v)).collect();
+        let env = function_env(&t, f);
         for var in env.keys() {
             assert!(
                 known.contains(var),

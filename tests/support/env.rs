@@ -114,8 +114,15 @@ impl TestEnv {
     /// # Panics
     /// When the variables do not make a valid configuration.
     pub fn config_with(&self, extra: &[(&str, &str)]) -> Config {
+        Config::from_map(&self.vars_with(extra))
+            .unwrap_or_else(|e| panic!("test configuration: {e}"))
+    }
+
+    /// [`TestEnv::vars`] with extra variables (which win): what [`TestEnv::config_with`]
+    /// reads, and what an [`crate::iam::Recorder`] maps to the template's resources.
+    pub fn vars_with(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
         let mut vars = self.vars();
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Config::from_map(&vars).unwrap_or_else(|e| panic!("test configuration: {e}"))
+        vars
     }
 }

@@ -18,14 +18,18 @@
 //! ```
 
 pub mod aws;
+pub mod conflict;
 pub mod counting;
 pub mod env;
+pub mod events;
 pub mod fault_proxy;
+pub mod iam;
 pub mod local_stack;
 pub mod moto;
 pub mod sender_fixture;
 pub mod sms_stub;
 pub mod sqs;
+pub mod template;
 
 pub use aws::{TEST_REGION, sdk_config};
 pub use env::TestEnv;

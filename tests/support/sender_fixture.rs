@@ -2,6 +2,7 @@
 //! shared by the sender tests, the reliability suite and the benchmarks.
 
 use crate::counting::{RequestCounter, counting_dynamodb};
+use crate::iam::Recorder;
 use crate::sqs::deliver;
 use crate::{SmsStub, TestEnv};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -27,6 +28,8 @@ pub struct Fixture {
     pub prefs: PreferencesStore,
     pub log: LogStore,
     pub dynamodb_requests: RequestCounter,
+    /// The sender's AWS calls, refused when its role in `template.yaml` does not allow them.
+    pub calls: Recorder,
 }
 
 impl Fixture {
@@ -49,14 +52,15 @@ impl Fixture {
         ];
         vars.extend_from_slice(extra);
         let config = env.config_with(&vars);
+        let calls = Recorder::new("sender", &env.vars_with(&vars));
         let clock = Arc::new(ManualClock::new(NOON.parse().unwrap()));
         let (counted, dynamodb_requests) = counting_dynamodb(&env.sdk);
         let dynamodb = dynamodb.unwrap_or(counted);
         let sender = Sender::new(
             &config,
-            dynamodb,
-            env.sqs.clone(),
-            EumSender::new(stub.client(), &config.sms),
+            calls.dynamodb(&dynamodb),
+            calls.sqs(&env.sqs),
+            EumSender::new(calls.sms(&stub.client()), &config.sms),
             clock.clone(),
         );
         Fixture {
@@ -67,6 +71,7 @@ impl Fixture {
             clock,
             sender,
             dynamodb_requests,
+            calls,
         }
     }
 

@@ -1,0 +1,472 @@
+//! The IAM contract (DESIGN §10): each function's role in `template.yaml` allows exactly the
+//! calls its code makes, as AWS evaluates them, no more and no fewer.
+//!
+//! The local servers enforce no IAM, so every fixture's clients carry a recorder
+//! (`integration_tests::iam`) that refuses what the template does not grant and writes each
+//! call to `target/<profile>/iam-calls/`. This test:
+//!
+//! 1. drives a representative scenario of each function itself, through its real handler,
+//!    covering every code path that makes a distinct AWS call (the list is in each test), so
+//!    the check does not depend on which other test binaries ran before it;
+//! 2. fails when a recorded call needs an access no statement of the function's role allows:
+//!    the scenario's calls and every call the other test binaries recorded (when they are
+//!    still the current build);
+//! 3. fails when a grant of the role is needed by no call of the scenario (unused, or only
+//!    allowing what another grant allows), except the grants of [`NEEDED_BY_AWS`];
+//! 4. checks that removing any statement of the role denies one of the scenario's calls.
+//!
+//! Failures name the function, the call and the missing or unneeded statement.
+
+#[path = "api_common.rs"]
+mod api_common;
+
+use api_common::{Api, as_user, code_in};
+use delivery_status::{CONTEXT_LOG_ID, DeliveryStatus};
+use inbound_sms::InboundSms;
+use integration_tests::conflict::lose_saves;
+use integration_tests::events::sns_event;
+use integration_tests::iam::{Call, Finding, Grant, Recorder, Role, findings, report, suite_calls};
+use integration_tests::sender_fixture::{Fixture, consented_number, invitation, request};
+use integration_tests::template::shared_template;
+use integration_tests::{Behavior, SmsStub, TestEnv};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use sms_shared::clock::ManualClock;
+use sms_shared::kinds::MessageKind;
+use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
+use sms_shared::sms::EumSender;
+use sms_shared::store::{Claim, Finish, LogStore, NewLogRecord, PreferencesStore};
+use std::sync::Arc;
+
+/// The configuration set every deployed send names (`CONFIGURATION_SET: !Ref
+/// SmsConfigurationSet` in Globals): the scenarios name one too, so IAM checks it.
+const CONFIGURATION_SET: (&str, &str) = ("CONFIGURATION_SET", "sms-local-config");
+const PHONE: &str = "+14155550123";
+
+/// Grants no code path uses, because AWS uses them with the function's role: (function,
+/// action, the resource's logical id, why).
+const NEEDED_BY_AWS: &[(&str, &str, &str, &str)] = &[
+    // Lambda's SQS event source mapping polls, deletes and reads the queue with the
+    // function's role (the code only answers batchItemFailures).
+    (
+        "sender",
+        "sqs:ReceiveMessage",
+        "TransactionalQueue",
+        "event source mapping",
+    ),
+    (
+        "sender",
+        "sqs:ReceiveMessage",
+        "NotificationsQueue",
+        "event source mapping",
+    ),
+    (
+        "sender",
+        "sqs:DeleteMessage",
+        "TransactionalQueue",
+        "event source mapping",
+    ),
+    (
+        "sender",
+        "sqs:DeleteMessage",
+        "NotificationsQueue",
+        "event source mapping",
+    ),
+    (
+        "sender",
+        "sqs:GetQueueAttributes",
+        "TransactionalQueue",
+        "event source mapping",
+    ),
+    (
+        "sender",
+        "sqs:GetQueueAttributes",
+        "NotificationsQueue",
+        "event source mapping",
+    ),
+    // SAM's SQSSendMessagePolicy for the on-failure destination: Lambda sends an event that
+    // failed all its retries there with the function's role.
+    (
+        "delivery-status",
+        "sqs:SendMessage*",
+        "DeliveryStatusDlq",
+        "on-failure destination",
+    ),
+    (
+        "inbound-sms",
+        "sqs:SendMessage*",
+        "InboundSmsDlq",
+        "on-failure destination",
+    ),
+];
+
+fn needed_by_aws(function: &str) -> impl Fn(&Grant) -> bool + '_ {
+    move |grant| {
+        NEEDED_BY_AWS.iter().any(|(f, action, resource, _)| {
+            *f == function && grant.action == *action && grant.written.contains(resource)
+        })
+    }
+}
+
+/// Checks `function`'s role against what its scenario called (and what the suite recorded).
+fn check_role(function: &str, scenario: &[Call]) {
+    let role = Role::of(shared_template(), function);
+    assert!(
+        !scenario.is_empty(),
+        "{function}: the scenario made no call"
+    );
+    let excused = needed_by_aws(function);
+    let mut problems = findings(&role, scenario, &excused);
+
+    // What the rest of the suite called must be allowed too (it was refused at the call, but a
+    // handler may have swallowed the refusal).
+    let (suite, binaries) = suite_calls();
+    for f in findings(&role, &suite, |_| true) {
+        if matches!(f, Finding::Denied { .. }) && !problems.contains(&f) {
+            problems.push(f);
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "IAM contract of {function} (template.yaml; suite recordings of {binaries:?}):\n{}",
+        report(&role, &problems)
+    );
+
+    // Every statement is load-bearing: without it, some call of the scenario is denied.
+    for statement in role.statements() {
+        let without = role.without_statement(&statement);
+        let denied = findings(&without, scenario, &excused)
+            .into_iter()
+            .any(|f| matches!(f, Finding::Denied { .. }));
+        let only_aws = role
+            .grants
+            .iter()
+            .filter(|g| g.statement == statement)
+            .all(&excused);
+        assert!(
+            denied || only_aws,
+            "{function}: removing statement `{statement}` denies no call of the scenario"
+        );
+    }
+}
+
+/// opt-in-api: JWT key at cold start; GET prompt (first view records `prompt_shown_at`), POST
+/// opt_in (consent grant: transaction), GET and PATCH preferences.
+/// verify-api: both keys at cold start; start (rate windows, spend and preferences batch
+/// read, log claim and finish, code put, send, message id), a wrong check (attempt counter), the
+/// right check (consume, binding the pending grant: transaction, message feedback).
+#[tokio::test]
+async fn api_roles_allow_exactly_what_the_api_functions_call() {
+    let api = Api::with(&[CONFIGURATION_SET]).await;
+    let user = "u-iam";
+    let ok = |status: u16, what: &str| assert!(status < 300, "{what}: {status}");
+    ok(
+        api.call(as_user("http-opt-in-get", user, None))
+            .await
+            .status,
+        "GET opt-in",
+    );
+    let opt_in = json!({"action": "opt_in"});
+    ok(
+        api.call(as_user("http-opt-in-post", user, Some(opt_in)))
+            .await
+            .status,
+        "POST opt-in",
+    );
+    ok(
+        api.call(as_user("http-preferences-get", user, None))
+            .await
+            .status,
+        "GET preferences",
+    );
+    let patch = json!({"sms_battle_results": false, "time_zone": "America/Chicago"});
+    ok(
+        api.call(as_user("http-preferences-patch", user, Some(patch)))
+            .await
+            .status,
+        "PATCH preferences",
+    );
+
+    let start = json!({"phone_number": PHONE});
+    let started = api
+        .call(as_user("http-verification-start", user, Some(start)))
+        .await;
+    ok(started.status, "start verification");
+    let code = code_in(&api.stub.sent_to(PHONE).last().expect("a code").body);
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let refused = api
+        .call(as_user(
+            "http-verification-check",
+            user,
+            Some(json!({ "code": wrong })),
+        ))
+        .await;
+    assert_eq!(refused.status, 422);
+    let checked = api
+        .call(as_user(
+            "http-verification-check",
+            user,
+            Some(json!({ "code": code })),
+        ))
+        .await;
+    ok(checked.status, "check verification");
+    assert!(
+        api.prefs(user)
+            .await
+            .is_some_and(|p| p.phone_verified && p.has_consent()),
+        "verified, the pending grant bound"
+    );
+
+    check_role("opt-in-api", &api.opt_in_calls.calls());
+    check_role("verify-api", &api.verify_calls.calls());
+}
+
+/// sender: the batch read (preferences and spend), claims and outcomes, the daily cap
+/// counter, a Florida number's rolling window (read and conditional put), a send, a
+/// duplicate, a quiet-hours deferral (visibility), a carrier opt-out (users by number, the
+/// revocation, a lost race and its re-read), invalid bodies from both queues (dead-letter
+/// queues).
+#[tokio::test]
+async fn sender_role_allows_exactly_what_the_sender_calls() {
+    let env = TestEnv::new().await;
+    let (racing, conflicts) = lose_saves(&env.dynamodb, 1);
+    let f = Fixture::with_dynamodb(env, &[CONFIGURATION_SET], Some(racing)).await;
+
+    f.opted_in_user("u-send", PHONE, None).await;
+    for expected in [sender::Outcome::Sent, sender::Outcome::Duplicate] {
+        let got = f
+            .outcomes(&f.notifications(), &[invitation("iam-1", "u-send")])
+            .await;
+        assert_eq!(got, [expected]);
+    }
+    let alert = request("iam-alert", MessageKind::SecurityAlert, "u-send");
+    f.outcomes(&f.transactional(), &[alert]).await;
+
+    f.save_user("u-miami", |p| consented_number(p, "+13055550123"))
+        .await;
+    let fl = f
+        .outcomes(&f.notifications(), &[invitation("iam-fl", "u-miami")])
+        .await;
+    assert_eq!(fl, [sender::Outcome::Sent]);
+
+    f.opted_in_user("u-opted-out", "+14155550188", None).await;
+    f.stub
+        .fail_for_destination("+14155550188", Behavior::OptedOut);
+    f.outcomes(&f.notifications(), &[invitation("iam-oo", "u-opted-out")])
+        .await;
+    assert_eq!(conflicts.caused(), 1, "the revocation lost one race");
+    assert!(
+        !f.prefs
+            .get("u-opted-out")
+            .await
+            .unwrap()
+            .unwrap()
+            .consent
+            .given
+    );
+
+    for queue in [f.notifications(), f.transactional()] {
+        f.outcomes(&queue, &["not json".to_owned()]).await;
+    }
+
+    // 23:00 in Chicago: deferred until 08:00.
+    f.clock.set("2026-11-26T05:00:00Z".parse().unwrap());
+    f.opted_in_user("u-night", "+14155550177", Some("America/Chicago"))
+        .await;
+    let night = f
+        .outcomes(&f.notifications(), &[invitation("iam-night", "u-night")])
+        .await;
+    assert!(
+        matches!(night[..], [sender::Outcome::Deferred { .. }]),
+        "{night:?}"
+    );
+
+    check_role("sender", &f.calls.calls());
+}
+
+/// The log record of a message the sender sent (set up without the function's role).
+async fn sent_record(log: &LogStore, id: &str, phone: &str, message_id: &str, now: Timestamp) {
+    let claim = log
+        .claim(
+            &NewLogRecord {
+                id,
+                user_id: Some("u-1"),
+                kind: MessageKind::BattleInvitation,
+                related: None,
+            },
+            now,
+            SignedDuration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    let Claim::Claimed { token, .. } = claim else {
+        panic!("claim {id}: {claim:?}")
+    };
+    let finish = Finish::Sent {
+        provider_message_id: message_id,
+        phone_number: phone,
+        body: "WordBattle: hi. Reply STOP to unsubscribe.",
+        segments: 1,
+        encoding: "GSM-7",
+    };
+    assert!(log.finish(id, &token, finish, now).await.unwrap());
+}
+
+/// A verified user of `phone` with consent, saved without the function's role.
+async fn consenting_user(prefs: &PreferencesStore, user: &str, phone: &str, at: Timestamp) {
+    let mut p = Preferences::new(user);
+    p.phone_number = Some(phone.into());
+    p.phone_verified = true;
+    p.allow_sms_invitations = true;
+    let mut grant = ConsentEvent::new(user, at, ConsentAction::Grant, ConsentMethod::OptInModal);
+    grant.phone_number = p.phone_number.clone();
+    grant.apply_to(&mut p.consent);
+    prefs.save(&mut p, &[grant], at).await.unwrap();
+}
+
+/// delivery-status: a receipt found by the log id in its context and one found by the
+/// provider message id (index), the status transaction with the counter reset (delivered) and
+/// increment (hard failures), the price transaction, the hard-failure read, and at the third
+/// hard failure: users by number, marking them undeliverable (a lost race and its re-read),
+/// the reset of the run.
+#[tokio::test]
+async fn delivery_status_role_allows_exactly_what_it_calls() {
+    let env = TestEnv::new().await;
+    let config = env.config();
+    let now: Timestamp = "2026-11-25T12:10:00Z".parse().unwrap();
+    let calls = Recorder::new("delivery-status", &env.vars_with(&[]));
+    let (racing, conflicts) = lose_saves(&env.dynamodb, 1);
+    let handler = DeliveryStatus::new(
+        &config,
+        calls.dynamodb(&racing),
+        Arc::new(ManualClock::new(now)),
+    );
+    let log = LogStore::new(env.dynamodb.clone(), &config.tables.log);
+    let prefs = PreferencesStore::new(env.dynamodb.clone(), &config.tables.preferences);
+    consenting_user(&prefs, "u-1", PHONE, now).await;
+
+    let receipt = |name: &str, id: Option<&str>, message_id: &str| {
+        sns_event(&format!("sns-delivery-{name}.json"), |m| {
+            match id {
+                Some(id) => m.insert("context".into(), json!({ CONTEXT_LOG_ID: id })),
+                None => m.remove("context"),
+            };
+            m.insert("messageId".into(), json!(message_id));
+        })
+    };
+    for (i, name) in ["delivered", "blocked", "invalid", "unreachable"]
+        .into_iter()
+        .enumerate()
+    {
+        let id = format!("iam-{i}");
+        let message_id = format!("m-{i}");
+        sent_record(&log, &id, PHONE, &message_id, now).await;
+        // The first receipt carries no log id: found through the provider message id.
+        let context = (i > 0).then_some(id.as_str());
+        handler
+            .handle(receipt(name, context, &message_id))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert_eq!(conflicts.caused(), 1, "marking lost one race");
+    assert!(!prefs.get("u-1").await.unwrap().unwrap().phone_verified);
+
+    check_role("delivery-status", &calls.calls());
+}
+
+/// inbound-sms: the processed-once check and marker, STOP (users by number, revocation with a
+/// lost race and its re-read, the confirmation's claim, send and outcome), START (re-grant),
+/// HELP (reply), another message (recorded only).
+#[tokio::test]
+async fn inbound_sms_role_allows_exactly_what_it_calls() {
+    let env = TestEnv::new().await;
+    let vars = [
+        ("SMS_SENDER", "eum"),
+        ("ORIGINATION_IDENTITY", "+18005550100"),
+        CONFIGURATION_SET,
+    ];
+    let config = env.config_with(&vars);
+    let now: Timestamp = "2026-11-25T12:10:00Z".parse().unwrap();
+    let calls = Recorder::new("inbound-sms", &env.vars_with(&vars));
+    let (racing, conflicts) = lose_saves(&env.dynamodb, 1);
+    let stub = SmsStub::start().await;
+    let handler = InboundSms::new(
+        &config,
+        calls.dynamodb(&racing),
+        EumSender::new(calls.sms(&stub.client()), &config.sms),
+        Arc::new(ManualClock::new(now)),
+    );
+    let prefs = PreferencesStore::new(env.dynamodb.clone(), &config.tables.preferences);
+    let opted_in: Timestamp = "2026-11-01T10:00:00Z".parse().unwrap();
+    consenting_user(&prefs, "u-1", PHONE, opted_in).await;
+
+    for name in ["stop", "start", "help", "other", "help"] {
+        handler
+            .handle(sns_event(&format!("sns-inbound-{name}.json"), |_| {}))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert_eq!(conflicts.caused(), 1, "the revocation lost one race");
+    assert!(!stub.sent_to(PHONE).is_empty(), "replies were sent");
+
+    check_role("inbound-sms", &calls.calls());
+}
+
+/// The checker itself: a role without `DeleteItem` denies a transaction's `Delete`, the
+/// failure names the function, the call and the access, and a grant nobody needs is found.
+#[test]
+fn the_checker_denies_a_missing_action_and_finds_an_unused_one() {
+    let t = integration_tests::template::parse(
+        r#"
+Resources:
+  LogTable: {Type: "AWS::DynamoDB::Table"}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/delivery-status
+      Policies:
+        - Statement:
+            - Sid: Tables
+              Effect: Allow
+              Action: [dynamodb:UpdateItem, dynamodb:Scan]
+              Resource: !GetAtt LogTable.Arn
+        - DynamoDBReadPolicy:
+            TableName: !Ref LogTable
+"#,
+    );
+    let role = Role::of(&t, "delivery-status");
+    let table = "arn:aws:dynamodb:us-east-1:123456789012:table/LogTable";
+    let access = |action: &str| integration_tests::iam::Access {
+        action: action.into(),
+        resource: table.into(),
+    };
+    let call = Call {
+        function: "delivery-status".into(),
+        service: "DynamoDB".into(),
+        operation: "TransactWriteItems".into(),
+        accesses: vec![access("dynamodb:UpdateItem"), access("dynamodb:DeleteItem")],
+        denied: vec![],
+    };
+    let found = findings(&role, std::slice::from_ref(&call), |_| false);
+    let text = report(&role, &found);
+    assert!(
+        text.contains(
+            "delivery-status: delivery-status DynamoDB.TransactWriteItems needs dynamodb:DeleteItem \
+             on arn:aws:dynamodb:us-east-1:123456789012:table/LogTable, which no statement of Fn allows"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "statement `Tables`: dynamodb:Scan on !GetAtt LogTable.Arn of Fn is not used"
+        ),
+        "{text}"
+    );
+    // SAM's read policy template, expanded: GetItem on the table and its indexes.
+    assert!(role.allows(&access("dynamodb:GetItem")));
+    assert!(role.allows(&integration_tests::iam::Access {
+        action: "dynamodb:Query".into(),
+        resource: format!("{table}/index/byUser"),
+    }));
+    assert!(!role.allows(&access("dynamodb:PutItem")));
+}
