@@ -553,3 +553,87 @@ fn functions_send_only_from_the_configured_identity() {
         }
     }
 }
+
+/// The alarms an operator needs (DESIGN §10, issue 14): errors and throttles of every
+/// function, API 5xx, the month's spend over a parameter, and the verified share of codes per
+/// country, on the metrics verify-api emits; every alarm notifies the alarm topic.
+#[test]
+fn alarms_cover_functions_api_spend_and_verification_ratio() {
+    let t = template();
+    let alarms = of_type(&t, "AWS::CloudWatch::Alarm");
+    let on = |namespace: &str, metric: &str, dimension: &str| -> Vec<&Value> {
+        alarms
+            .iter()
+            .map(|(_, a)| &a["Properties"])
+            .filter(|p| {
+                p["Namespace"].as_str() == Some(namespace)
+                    && p["MetricName"].as_str() == Some(metric)
+            })
+            .flat_map(|p| p["Dimensions"].as_sequence().into_iter().flatten())
+            .filter(|d| d["Name"].as_str() == Some(dimension))
+            .map(|d| &d["Value"])
+            .collect()
+    };
+    for (name, (id, _)) in functions(&t) {
+        for metric in ["Errors", "Throttles"] {
+            assert!(
+                on("AWS/Lambda", metric, "FunctionName")
+                    .iter()
+                    .any(|v| ref_target(v) == Some(id)),
+                "{name}: no {metric} alarm"
+            );
+        }
+    }
+    assert!(
+        on("AWS/ApiGateway", "5xx", "ApiId")
+            .iter()
+            .any(|v| ref_target(v) == Some("HttpApi")),
+        "no API 5xx alarm"
+    );
+    let spend = alarms
+        .iter()
+        .find(|(_, a)| a["Properties"]["MetricName"].as_str() == Some("TextMessageMonthlySpend"))
+        .expect("a monthly spend alarm");
+    assert_eq!(
+        ref_target(&spend.1["Properties"]["Threshold"]),
+        Some("MonthlySpendAlarmUsd")
+    );
+    let text = std::fs::read_to_string(repo_root().join("functions/verify-api/src/lib.rs"))
+        .expect("verify-api source");
+    for country in ["US", "CA"] {
+        let ratio = alarms
+            .iter()
+            .map(|(_, a)| &a["Properties"])
+            .find(|p| {
+                let metrics = p["Metrics"]
+                    .as_sequence()
+                    .map(|m| m.as_slice())
+                    .unwrap_or_default();
+                metrics.iter().any(|m| {
+                    m["MetricStat"]["Metric"]["Dimensions"]
+                        .as_sequence()
+                        .is_some_and(|d| d.iter().any(|d| d["Value"].as_str() == Some(country)))
+                })
+            })
+            .unwrap_or_else(|| panic!("no verified-code ratio alarm for {country}"));
+        for m in ratio["Metrics"].as_sequence().unwrap() {
+            if let Some(metric) = m["MetricStat"]["Metric"]["MetricName"].as_str() {
+                assert!(
+                    text.contains(&format!("\"{metric}\"")),
+                    "verify-api emits {metric}"
+                );
+            }
+        }
+        assert_eq!(
+            ref_target(&ratio["Threshold"]),
+            Some("MinVerifiedCodeRatio")
+        );
+    }
+    for (id, a) in &alarms {
+        let actions = a["Properties"]["AlarmActions"].as_sequence();
+        assert!(
+            actions.is_some_and(|a| a.iter().any(|v| ref_target(v) == Some("AlarmTopic"))),
+            "{id} notifies nobody"
+        );
+    }
+}
