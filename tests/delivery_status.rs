@@ -423,8 +423,7 @@ async fn a_delivered_receipt_settles_and_resets_the_run_with_the_templates_permi
         .calls
         .calls()
         .into_iter()
-        .filter(|c| c.operation == "TransactWriteItems")
-        .next_back()
+        .rfind(|c| c.operation == "TransactWriteItems")
         .expect("the delivered receipt's transaction");
     assert!(
         delivered

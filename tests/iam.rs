@@ -354,6 +354,7 @@ async fn delivery_status_role_allows_exactly_what_it_calls() {
             m.insert("messageId".into(), json!(message_id));
         })
     };
+    let mut failed = Vec::new();
     for (i, name) in ["delivered", "blocked", "invalid", "unreachable"]
         .into_iter()
         .enumerate()
@@ -363,15 +364,15 @@ async fn delivery_status_role_allows_exactly_what_it_calls() {
         sent_record(&log, &id, PHONE, &message_id, now).await;
         // The first receipt carries no log id: found through the provider message id.
         let context = (i > 0).then_some(id.as_str());
-        handler
-            .handle(receipt(name, context, &message_id))
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        if let Err(e) = handler.handle(receipt(name, context, &message_id)).await {
+            failed.push(format!("{name}: {e}"));
+        }
     }
+    // The role first: a refused call fails the handler, and the contract says which.
+    check_role("delivery-status", &calls.calls());
+    assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(conflicts.caused(), 1, "marking lost one race");
     assert!(!prefs.get("u-1").await.unwrap().unwrap().phone_verified);
-
-    check_role("delivery-status", &calls.calls());
 }
 
 /// inbound-sms: the processed-once check and marker, STOP (users by number, revocation with a
@@ -400,16 +401,18 @@ async fn inbound_sms_role_allows_exactly_what_it_calls() {
     let opted_in: Timestamp = "2026-11-01T10:00:00Z".parse().unwrap();
     consenting_user(&prefs, "u-1", PHONE, opted_in).await;
 
+    let mut failed = Vec::new();
     for name in ["stop", "start", "help", "other", "help"] {
-        handler
-            .handle(sns_event(&format!("sns-inbound-{name}.json"), |_| {}))
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let event = sns_event(&format!("sns-inbound-{name}.json"), |_| {});
+        if let Err(e) = handler.handle(event).await {
+            failed.push(format!("{name}: {e}"));
+        }
     }
+    // The role first: a refused call fails the handler, and the contract says which.
+    check_role("inbound-sms", &calls.calls());
+    assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(conflicts.caused(), 1, "the revocation lost one race");
     assert!(!stub.sent_to(PHONE).is_empty(), "replies were sent");
-
-    check_role("inbound-sms", &calls.calls());
 }
 
 /// The checker itself: a role without `DeleteItem` denies a transaction's `Delete`, the
@@ -446,6 +449,7 @@ Resources:
         operation: "TransactWriteItems".into(),
         accesses: vec![access("dynamodb:UpdateItem"), access("dynamodb:DeleteItem")],
         denied: vec![],
+        over_limit: None,
     };
     let found = findings(&role, std::slice::from_ref(&call), |_| false);
     let text = report(&role, &found);
@@ -469,4 +473,211 @@ Resources:
         resource: format!("{table}/index/byUser"),
     }));
     assert!(!role.allows(&access("dynamodb:PutItem")));
+}
+
+/// Limits AWS enforces and moto does not: the recorder refuses requests over them (the whole
+/// suite runs under them), and these tests drive each limit the code can reach.
+mod limits {
+    use super::*;
+    use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use integration_tests::iam::limits::{BATCH_GET_KEYS, SQS_MESSAGE_BYTES, TRANSACTION_ITEMS};
+    use sms_shared::store::Counters;
+    use sms_shared::store::batch::read_preferences_and_counters;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Preferences and counters of 250 users: `BatchGetItem`s of at most 100 keys each, and
+    /// the recorder refuses a request of 101 (so the check can fail).
+    #[tokio::test]
+    async fn batch_reads_stay_within_100_keys() {
+        let env = TestEnv::new().await;
+        let calls = Recorder::new("sender", &env.vars_with(&[]));
+        let client = calls.dynamodb(&env.dynamodb);
+        let prefs = PreferencesStore::new(client.clone(), &env.tables.preferences);
+        let counters = Counters::new(client.clone(), &env.tables.log, "id");
+        let users: Vec<String> = (0..250).map(|i| format!("u-{i}")).collect();
+        let ids: Vec<&str> = users.iter().map(String::as_str).collect();
+        let now = Timestamp::now();
+        let read = read_preferences_and_counters(&prefs, &ids, &counters, &users, now)
+            .await
+            .expect("read in chunks");
+        assert!(read.preferences.is_empty() && read.counters.is_empty());
+        let batches = calls
+            .calls()
+            .into_iter()
+            .filter(|c| c.operation == "BatchGetItem")
+            .count();
+        assert_eq!(batches, 6, "3 of preferences, 3 of counters");
+        assert!(calls.over_limit().is_empty(), "{:?}", calls.over_limit());
+
+        let keys = (0..=BATCH_GET_KEYS)
+            .map(|i| HashMap::from([("id".to_owned(), AttributeValue::S(format!("k{i}")))]))
+            .collect();
+        let refused = client
+            .batch_get_item()
+            .request_items(
+                &env.tables.log,
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await;
+        assert!(refused.is_err(), "101 keys are refused");
+        assert_eq!(calls.over_limit().len(), 1);
+    }
+
+    /// A save holds the preferences item and its consent events in one transaction: 99
+    /// events fit (100 items), 100 are refused before any request.
+    #[tokio::test]
+    async fn a_save_never_sends_more_than_100_transaction_items() {
+        let env = TestEnv::new().await;
+        let calls = Recorder::new("opt-in-api", &env.vars_with(&[]));
+        let prefs = PreferencesStore::new(calls.dynamodb(&env.dynamodb), &env.tables.preferences);
+        let now = Timestamp::now();
+        let events = |n: usize| -> Vec<ConsentEvent> {
+            (0..n)
+                .map(|i| {
+                    let at = now + SignedDuration::from_millis(i as i64);
+                    ConsentEvent::new("u-1", at, ConsentAction::Grant, ConsentMethod::SettingsPage)
+                })
+                .collect()
+        };
+        let mut p = Preferences::new("u-1");
+        assert!(
+            prefs
+                .save(&mut p, &events(TRANSACTION_ITEMS), now)
+                .await
+                .is_err()
+        );
+        assert!(calls.calls().is_empty(), "refused before any request");
+        let saved = prefs
+            .save(&mut p, &events(TRANSACTION_ITEMS - 1), now)
+            .await;
+        assert!(saved.is_ok(), "{saved:?}");
+        assert!(calls.over_limit().is_empty());
+        let stored = PreferencesStore::new(env.dynamodb.clone(), &env.tables.preferences);
+        assert_eq!(stored.consent_history("u-1").await.unwrap().len(), 99);
+    }
+
+    /// A body at SQS's size limit that is not a valid request reaches the dead-letter queue
+    /// whole: the reason attributes that no longer fit are dropped (body and attributes count
+    /// together against 256 KiB).
+    #[tokio::test]
+    async fn an_invalid_body_at_the_size_limit_is_dead_lettered_whole() {
+        let f = Fixture::new(&[]).await;
+        let body = "x".repeat(SQS_MESSAGE_BYTES);
+        let got = f
+            .outcomes(&f.notifications(), std::slice::from_ref(&body))
+            .await;
+        assert!(
+            matches!(
+                got[..],
+                [sender::Outcome::Rejected {
+                    dead_lettered: true,
+                    ..
+                }]
+            ),
+            "{got:?}"
+        );
+        assert!(
+            f.calls.over_limit().is_empty(),
+            "{:?}",
+            f.calls.over_limit()
+        );
+        let dead = integration_tests::sqs::drain(&f.env, &f.env.queues.notifications_dlq).await;
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].body.len(), body.len());
+
+        // A small one keeps its reason.
+        f.outcomes(&f.notifications(), &["not json".to_owned()])
+            .await;
+        let dead = integration_tests::sqs::drain(&f.env, &f.env.queues.notifications_dlq).await;
+        assert!(
+            dead[0].attributes.contains_key("RejectReason"),
+            "{:?}",
+            dead[0].attributes
+        );
+    }
+
+    /// A DynamoDB that answers each `BatchGetItem` with one item and the rest as
+    /// `UnprocessedKeys` (as DynamoDB may under load), or with nothing processed at all.
+    async fn stingy_dynamodb(process_nothing: bool) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let counted = counted.clone();
+                            async move {
+                                counted.fetch_add(1, Ordering::SeqCst);
+                                let body = request.into_body().collect().await?.to_bytes();
+                                let asked: serde_json::Value =
+                                    serde_json::from_slice(&body).unwrap();
+                                let mut responses = serde_json::Map::new();
+                                let mut unprocessed = serde_json::Map::new();
+                                for (table, request) in asked["RequestItems"].as_object().unwrap() {
+                                    let keys = request["Keys"].as_array().unwrap();
+                                    let split = usize::from(!process_nothing).min(keys.len());
+                                    let items: Vec<_> = keys[..split]
+                                        .iter()
+                                        .map(|k| {
+                                            let mut item = k.as_object().unwrap().clone();
+                                            item.insert("count".into(), json!({"N": "3"}));
+                                            item
+                                        })
+                                        .collect();
+                                    responses.insert(table.clone(), json!(items));
+                                    if split < keys.len() {
+                                        unprocessed
+                                            .insert(table.clone(), json!({"Keys": keys[split..]}));
+                                    }
+                                }
+                                let answer =
+                                    json!({"Responses": responses, "UnprocessedKeys": unprocessed});
+                                Ok::<_, hyper::Error>(
+                                    hyper::Response::builder()
+                                        .header("content-type", "application/x-amz-json-1.0")
+                                        .body(Full::new(Bytes::from(answer.to_string())))
+                                        .unwrap(),
+                                )
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (format!("http://{addr}"), requests)
+    }
+
+    /// Unprocessed keys are asked for again until none are left; a server that never
+    /// processes them makes the read fail after 8 rounds instead of looping.
+    #[tokio::test]
+    async fn unprocessed_keys_are_read_again() {
+        let (endpoint, requests) = stingy_dynamodb(false).await;
+        let client = aws_sdk_dynamodb::Client::new(&integration_tests::sdk_config(&endpoint).await);
+        let counters = Counters::new(client, "log", "id");
+        let ids: Vec<String> = (0..4).map(|i| format!("c{i}")).collect();
+        let values = counters.get_many(&ids, Timestamp::now()).await.unwrap();
+        assert_eq!(values.len(), 4, "{values:?}");
+        assert!(values.values().all(|v| *v == 3));
+        assert_eq!(requests.load(Ordering::SeqCst), 4, "one key per round");
+
+        let (endpoint, requests) = stingy_dynamodb(true).await;
+        let client = aws_sdk_dynamodb::Client::new(&integration_tests::sdk_config(&endpoint).await);
+        let counters = Counters::new(client, "log", "id");
+        assert!(counters.get_many(&ids, Timestamp::now()).await.is_err());
+        assert_eq!(requests.load(Ordering::SeqCst), 8);
+    }
 }

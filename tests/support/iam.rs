@@ -5,7 +5,8 @@
 //! call into the authorization requests IAM evaluates for it ([`Access`]: one action on one
 //! resource ARN), checks them against that function's role as `template.yaml` declares it
 //! ([`Role`]), **refuses** the call when the role does not allow it (the SDK call fails, as
-//! with AWS's `AccessDeniedException`, and nothing reaches the server), and records it.
+//! with AWS's `AccessDeniedException`, and nothing reaches the server), and records it. It
+//! also refuses requests over the limits AWS enforces and moto does not ([`limits`]).
 //!
 //! How IAM evaluates a call (the service authorization reference):
 //! * DynamoDB: the operation's action on the table ARN; `Query`/`Scan` on an index on the
@@ -63,6 +64,9 @@ pub struct Call {
     /// The accesses the role did not allow (the call was refused).
     #[serde(default)]
     pub denied: Vec<Access>,
+    /// A service limit the request breaks (the call was refused, as AWS would refuse it).
+    #[serde(default)]
+    pub over_limit: Option<String>,
 }
 
 impl fmt::Display for Call {
@@ -781,6 +785,160 @@ fn accesses_of(
     None
 }
 
+/// Limits AWS enforces and the local servers do not (moto takes a batch of 26 writes or 101
+/// reads, and any item size).
+pub mod limits {
+    /// Keys of one `BatchGetItem`, over all its tables.
+    pub const BATCH_GET_KEYS: usize = 100;
+    /// Requests of one `BatchWriteItem`.
+    pub const BATCH_WRITE_ITEMS: usize = 25;
+    /// Items of one `TransactWriteItems` or `TransactGetItems`.
+    pub const TRANSACTION_ITEMS: usize = 100;
+    /// Size of one DynamoDB item (names and values, UTF-8).
+    pub const ITEM_BYTES: usize = 400 * 1024;
+    /// Size of one SQS message: body and message attributes together.
+    pub const SQS_MESSAGE_BYTES: usize = 256 * 1024;
+    /// Entries of one SQS `...Batch` call.
+    pub const SQS_BATCH_ENTRIES: usize = 10;
+    /// Characters of one `SendTextMessage` body.
+    pub const SMS_BODY_CHARS: usize = 1600;
+}
+
+/// DynamoDB's size of an attribute value (the sizes it documents; numbers approximated by
+/// their digits).
+pub fn value_bytes(v: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    match v {
+        V::S(s) | V::N(s) => s.len(),
+        V::B(b) => b.as_ref().len(),
+        V::Ss(l) | V::Ns(l) => l.iter().map(String::len).sum(),
+        V::Bs(l) => l.iter().map(|b| b.as_ref().len()).sum(),
+        V::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| k.len() + value_bytes(v) + 1)
+                .sum::<usize>()
+        }
+        V::L(l) => 3 + l.iter().map(|v| value_bytes(v) + 1).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// DynamoDB's size of an item.
+pub fn item_bytes(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_bytes(v)).sum()
+}
+
+fn sqs_attributes_bytes(
+    attributes: Option<&HashMap<String, aws_sdk_sqs::types::MessageAttributeValue>>,
+) -> usize {
+    attributes
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            k.len()
+                + v.data_type().len()
+                + v.string_value().map_or(0, str::len)
+                + v.binary_value().map_or(0, |b| b.as_ref().len())
+        })
+        .sum()
+}
+
+/// The limit a request breaks, as AWS would say it, or `None`.
+fn over_limit(context: &BeforeSerializationInterceptorContextRef<'_>) -> Option<String> {
+    use aws_sdk_dynamodb::operation as ddb;
+    use aws_sdk_sqs::operation as sqs;
+    let input = context.input();
+    let too_many = |what: &str, n: usize, max: usize| {
+        (n > max).then(|| format!("{what}: {n} in one request, at most {max}"))
+    };
+    let too_big = |what: &str, n: usize, max: usize| {
+        (n > max).then(|| format!("{what} of {n} bytes, at most {max}"))
+    };
+    if let Some(i) = input.downcast_ref::<ddb::batch_get_item::BatchGetItemInput>() {
+        let keys = i
+            .request_items()
+            .into_iter()
+            .flatten()
+            .map(|(_, k)| k.keys().len());
+        return too_many("BatchGetItem keys", keys.sum(), limits::BATCH_GET_KEYS);
+    }
+    if let Some(i) = input.downcast_ref::<ddb::batch_write_item::BatchWriteItemInput>() {
+        let n = i
+            .request_items()
+            .into_iter()
+            .flatten()
+            .map(|(_, r)| r.len());
+        return too_many(
+            "BatchWriteItem requests",
+            n.sum(),
+            limits::BATCH_WRITE_ITEMS,
+        );
+    }
+    if let Some(i) = input.downcast_ref::<ddb::transact_write_items::TransactWriteItemsInput>() {
+        let items = i.transact_items();
+        let largest = items
+            .iter()
+            .filter_map(|t| t.put())
+            .map(|p| item_bytes(p.item()))
+            .max()
+            .unwrap_or(0);
+        return too_many(
+            "TransactWriteItems items",
+            items.len(),
+            limits::TRANSACTION_ITEMS,
+        )
+        .or_else(|| too_big("an item", largest, limits::ITEM_BYTES));
+    }
+    if let Some(i) = input.downcast_ref::<ddb::transact_get_items::TransactGetItemsInput>() {
+        let n = i.transact_items().len();
+        return too_many("TransactGetItems items", n, limits::TRANSACTION_ITEMS);
+    }
+    if let Some(i) = input.downcast_ref::<ddb::put_item::PutItemInput>() {
+        let size = i.item().map_or(0, item_bytes);
+        return too_big("an item", size, limits::ITEM_BYTES);
+    }
+    if let Some(i) = input.downcast_ref::<sqs::send_message::SendMessageInput>() {
+        let size =
+            i.message_body().map_or(0, str::len) + sqs_attributes_bytes(i.message_attributes());
+        return too_big(
+            "a message (body and attributes)",
+            size,
+            limits::SQS_MESSAGE_BYTES,
+        );
+    }
+    if let Some(i) = input.downcast_ref::<sqs::send_message_batch::SendMessageBatchInput>() {
+        let entries = i.entries();
+        let size: usize = entries
+            .iter()
+            .map(|e| e.message_body().len() + sqs_attributes_bytes(e.message_attributes()))
+            .sum();
+        return too_many(
+            "SendMessageBatch entries",
+            entries.len(),
+            limits::SQS_BATCH_ENTRIES,
+        )
+        .or_else(|| too_big("a message batch", size, limits::SQS_MESSAGE_BYTES));
+    }
+    if let Some(i) = input.downcast_ref::<sqs::delete_message_batch::DeleteMessageBatchInput>() {
+        return too_many(
+            "DeleteMessageBatch entries",
+            i.entries().len(),
+            limits::SQS_BATCH_ENTRIES,
+        );
+    }
+    use aws_sdk_pinpointsmsvoicev2::operation as eum;
+    if let Some(i) = input.downcast_ref::<eum::send_text_message::SendTextMessageInput>() {
+        let chars = i.message_body().map_or(0, |b| b.chars().count());
+        return too_many(
+            "SendTextMessage body characters",
+            chars,
+            limits::SMS_BODY_CHARS,
+        );
+    }
+    None
+}
+
 /// The calls of one function, checked against its role as they happen.
 #[derive(Clone)]
 pub struct Recorder {
@@ -845,6 +1003,14 @@ impl Recorder {
         self.calls()
             .into_iter()
             .filter(|c| !c.denied.is_empty())
+            .collect()
+    }
+
+    /// The calls refused for breaking a service limit.
+    pub fn over_limit(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.over_limit.is_some())
             .collect()
     }
 
@@ -916,19 +1082,25 @@ impl Recorder {
             operation: operation.to_owned(),
             accesses,
             denied,
+            over_limit: over_limit(context),
         };
         append_to_suite_log(&call);
-        let refused = (!call.denied.is_empty()).then(|| {
-            format!(
-                "AccessDenied (IAM as template.yaml grants it): {call} needs {}, which no \
+        let over = call.over_limit.as_ref().map(|limit| {
+            format!("ValidationException (a limit AWS enforces): {call} sends {limit}")
+        });
+        let refused = over.or_else(|| {
+            (!call.denied.is_empty()).then(|| {
+                format!(
+                    "AccessDenied (IAM as template.yaml grants it): {call} needs {}, which no \
                  statement of {} allows",
-                call.denied
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                inner.role.logical_id
-            )
+                    call.denied
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    inner.role.logical_id
+                )
+            })
         });
         inner
             .calls

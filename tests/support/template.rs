@@ -17,8 +17,12 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// `template.yaml`, parsed (read on every call: a test may compare it with an edited copy).
+/// `SMS_TEMPLATE_PATH` names another copy to check instead (a scratch edit, e.g. with a
+/// statement removed, to see what the IAM contract says about it).
 pub fn template() -> Value {
-    let path = repo_root().join("template.yaml");
+    let path = std::env::var_os("SMS_TEMPLATE_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("template.yaml"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     parse(&text)

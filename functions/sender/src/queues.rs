@@ -6,6 +6,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use jiff::SignedDuration;
 use sms_shared::Config;
+use tracing::warn;
 
 /// SQS caps a message's visibility timeout at 12 h; stay just under it.
 pub const MAX_DELAY: SignedDuration = SignedDuration::from_secs(12 * 3600 - 60);
@@ -74,23 +75,36 @@ impl Queues {
                 .build()
                 .map_err(|e| QueueError::Sqs(e.to_string()))
         };
-        self.sqs
-            .send_message()
-            .queue_url(dlq)
-            // SQS refuses empty bodies; keep a visible placeholder instead.
-            .message_body(
-                record
-                    .body
-                    .as_deref()
-                    .filter(|b| !b.is_empty())
-                    .unwrap_or("(empty body)"),
-            )
-            .message_attributes("RejectReason", text(&truncate(reason, 256))?)
-            .message_attributes("SourceQueue", text(&route.name)?)
-            .message_attributes(
+        // SQS refuses empty bodies; keep a visible placeholder instead.
+        let body = record
+            .body
+            .as_deref()
+            .filter(|b| !b.is_empty())
+            .unwrap_or("(empty body)");
+        let mut attributes = vec![
+            ("RejectReason", truncate(reason, 256)),
+            ("SourceQueue", route.name.clone()),
+            (
                 "SourceMessageId",
-                text(record.message_id.as_deref().unwrap_or("unknown"))?,
-            )
+                record.message_id.as_deref().unwrap_or("unknown").to_owned(),
+            ),
+        ];
+        // Body and attributes count together against SQS's 256 KiB: a body near the limit
+        // (it came from a queue with the same limit) keeps its bytes and loses the attributes
+        // that do not fit, last first; the reason is logged either way.
+        while body.len() + attributes_bytes(&attributes) > MAX_MESSAGE_BYTES {
+            if let Some((name, _)) = attributes.pop() {
+                warn!(
+                    attribute = name,
+                    reason, "dead letter too large for its attributes; dropped one"
+                );
+            }
+        }
+        let mut request = self.sqs.send_message().queue_url(dlq).message_body(body);
+        for (name, value) in &attributes {
+            request = request.message_attributes(*name, text(value)?);
+        }
+        request
             .send()
             .await
             .map_err(|e| QueueError::Sqs(aws_sdk_sqs::Error::from(e).to_string()))?;
@@ -118,6 +132,17 @@ impl Queues {
     }
 }
 
+/// Largest SQS message: body and message attributes (names, types and values) together.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// What string attributes add to a message's size.
+fn attributes_bytes(attributes: &[(&str, String)]) -> usize {
+    attributes
+        .iter()
+        .map(|(name, value)| name.len() + "String".len() + value.len())
+        .sum()
+}
+
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
@@ -137,6 +162,12 @@ pub enum QueueError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_count_name_type_and_value() {
+        let attributes = [("RejectReason", "bad".to_owned())];
+        assert_eq!(attributes_bytes(&attributes), 12 + 6 + 3);
+    }
 
     #[test]
     fn queue_names_come_from_urls_and_arns() {
