@@ -4,6 +4,7 @@
 use aws_lambda_events::event::sns::SnsEvent;
 use delivery_status::{DeliveryStatus, RecordOutcome};
 use inbound_sms::{InboundError, InboundOutcome, InboundSms};
+use integration_tests::conflict::lose_saves;
 use integration_tests::events::sns_event;
 use integration_tests::iam::Recorder;
 use integration_tests::{Behavior, SmsStub, TestEnv};
@@ -15,6 +16,7 @@ use sms_shared::keywords::Intent;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::sms::EumSender;
 use sms_shared::store::inbound::{inbound_log_id, reply_log_id};
+use sms_shared::store::preferences::UPDATE_ATTEMPTS;
 use sms_shared::store::receipts::EventKind;
 use sms_shared::store::schema::LOG_KEY;
 use sms_shared::store::{LogStore, PreferencesStore};
@@ -467,4 +469,62 @@ async fn replies_take_delivery_receipts_like_any_message() {
     assert_eq!(reply["priceMicros"], json!("5810"));
     let _ = &f.log;
     assert!(f.calls.denied().is_empty() && delivery_calls.denied().is_empty());
+}
+
+#[tokio::test]
+async fn a_stop_under_contention_is_retried_until_applied_and_never_marked_processed_before() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    // Another writer wins every save of this user's preferences for longer than one
+    // invocation's budget (UPDATE_ATTEMPTS), then a few more times into Lambda's retry.
+    let lost = UPDATE_ATTEMPTS + 2;
+    let (contended, conflicts) = lose_saves(&f.calls.dynamodb(&f.env.dynamodb), lost);
+    let handler = InboundSms::new(
+        &f.config,
+        contended,
+        EumSender::new(f.calls.sms(&f.stub.client()), &f.config.sms),
+        f.clock.clone(),
+    );
+
+    let err = handler.handle(sample("stop")).await.unwrap_err();
+    assert!(matches!(err, InboundError::Contended), "{err}");
+    assert_eq!(conflicts.caused(), UPDATE_ATTEMPTS);
+    assert!(f.prefs("u-1").await.has_consent(), "not applied yet");
+    assert!(
+        f.raw(&inbound_log_id(STOP_ID)).await.is_empty(),
+        "a STOP not applied is never marked processed"
+    );
+    assert!(
+        f.stub.sent().is_empty(),
+        "no confirmation of an unapplied STOP"
+    );
+    let diagnostic: lambda_runtime::Diagnostic = err.into();
+    assert_eq!(diagnostic.error_type, "PreferencesContended");
+
+    // Lambda's retry: the writer is still there twice more, then the STOP goes through.
+    f.clock.advance(jiff::SignedDuration::from_mins(1));
+    let outcomes = handler.handle(sample("stop")).await.expect("retried STOP");
+    assert_eq!(
+        outcomes,
+        [InboundOutcome::Processed {
+            intent: Intent::OptOut,
+            users_changed: 1,
+            replied: true
+        }]
+    );
+    assert_eq!(conflicts.caused(), lost);
+    assert!(!f.prefs("u-1").await.has_consent());
+    assert_eq!(
+        f.raw(&inbound_log_id(STOP_ID)).await["usersChanged"],
+        json!("1")
+    );
+    let revocations: Vec<_> = f
+        .history("u-1")
+        .await
+        .into_iter()
+        .filter(|e| e.action == ConsentAction::Revoke)
+        .collect();
+    assert_eq!(revocations.len(), 1, "{revocations:?}");
+    assert_eq!(f.stub.sent().len(), 1, "one confirmation");
+    assert!(f.calls.denied().is_empty());
 }

@@ -1342,7 +1342,7 @@ async fn find_by_phone_finds_current_items_of_every_user_of_the_number() {
 }
 
 #[tokio::test]
-async fn revoke_for_number_revokes_every_consenting_user_of_it_with_an_event_each() {
+async fn revoke_number_revokes_every_consenting_user_of_it_with_an_event_each() {
     let env = TestEnv::new().await;
     let store = prefs_store(&env);
     let mut consenting = Vec::new();
@@ -1358,7 +1358,7 @@ async fn revoke_for_number_revokes_every_consenting_user_of_it_with_an_event_eac
 
     let now = t0() + SignedDuration::from_hours(1);
     let revoked = store
-        .revoke_for_number(PHONE, now, |p| revoke(&p.user_id, now, "inbound-1"))
+        .revoke_number(PHONE, now, |p| revoke(&p.user_id, now, "inbound-1"))
         .await
         .expect("revoke");
     assert_eq!(revoked, 2);
@@ -1406,7 +1406,7 @@ async fn revoke_for_number_revokes_every_consenting_user_of_it_with_an_event_eac
 
     // A second STOP finds nobody left to revoke and appends nothing.
     let again = store
-        .revoke_for_number(PHONE, now + millis(1), |p| {
+        .revoke_number(PHONE, now + millis(1), |p| {
             revoke(&p.user_id, now + millis(1), "inbound-2")
         })
         .await
@@ -1419,7 +1419,7 @@ async fn revoke_for_number_revokes_every_consenting_user_of_it_with_an_event_eac
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoke_for_number_rereads_a_user_saved_meanwhile() {
+async fn revoke_number_rereads_a_user_saved_meanwhile() {
     let env = TestEnv::new().await;
     let store = prefs_store(&env);
     let mut prefs = user("u-a", Some(PHONE), true);
@@ -1430,7 +1430,7 @@ async fn revoke_for_number_rereads_a_user_saved_meanwhile() {
     let interfering = std::sync::Mutex::new(Some(prefs.clone()));
     let store_for_race = store.clone();
     let revoked = store
-        .revoke_for_number(PHONE, now, |p| {
+        .revoke_number(PHONE, now, |p| {
             if let Some(mut copy) = interfering.lock().expect("lock").take() {
                 copy.time_zone = Some("America/New_York".into());
                 let outcome = tokio::task::block_in_place(|| {

@@ -4,10 +4,12 @@
 mod api_common;
 
 use api_common::{Api, Edit, LogCapture, Reply, as_user, code_in, request};
+use integration_tests::conflict::lose_saves;
 use jiff::SignedDuration;
 use serde_json::json;
 use sms_shared::preferences::{ConsentAction, ConsentMethod};
-use sms_shared::store::{LogStatus, LogStore, VerificationStore};
+use sms_shared::store::preferences::UPDATE_ATTEMPTS;
+use sms_shared::store::{LogStatus, LogStore, PreferencesStore, VerificationStore};
 use sms_shared::template::REDACTED_CODE;
 
 const START: &str = "http-verification-start";
@@ -576,4 +578,47 @@ async fn neither_the_code_nor_the_full_number_is_ever_logged() {
             "full number in a log line: {line}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_right_code_whose_save_does_not_happen_stays_valid() {
+    let mut api = Api::new().await;
+    let modal = json!({"action": "opt_in"});
+    assert_eq!(
+        api.call(as_user(OPT_IN, "u-s", Some(modal))).await.status,
+        200
+    );
+    assert_eq!(start(&api, "u-s", NUMBER).await.status, 202);
+    let code = last_code(&api, NUMBER);
+    let working = api.verify.preferences.clone();
+    let table = api.env.tables.preferences.clone();
+
+    // Other writers win every save of the user's preferences: 409, and the code is not used.
+    let (contended, conflicts) = lose_saves(
+        &api.verify_calls.dynamodb(&api.env.dynamodb),
+        UPDATE_ATTEMPTS,
+    );
+    api.verify.preferences = PreferencesStore::new(contended, table);
+    check(&api, "u-s", &code)
+        .await
+        .assert_error(409, "conflict");
+    assert_eq!(conflicts.caused(), UPDATE_ATTEMPTS);
+    // The save fails outright (a table the role cannot reach): 500, the code is not used.
+    api.verify.preferences = PreferencesStore::new(api.env.dynamodb.clone(), "no-such-table");
+    check(&api, "u-s", &code)
+        .await
+        .assert_error(500, "internal_error");
+    let stored = codes(&api).get_code("u-s").await.unwrap().unwrap();
+    assert!(!stored.consumed, "the code survives both failed saves");
+    assert_eq!(stored.attempts, 0, "a right code is not a wrong attempt");
+    assert!(!api.prefs("u-s").await.unwrap().phone_verified);
+
+    // The user tries the same code again: verified, and the code is used up now.
+    api.verify.preferences = working;
+    assert_eq!(check(&api, "u-s", &code).await.status, 200);
+    assert!(api.prefs("u-s").await.unwrap().phone_verified);
+    assert!(codes(&api).get_code("u-s").await.unwrap().unwrap().consumed);
+    check(&api, "u-s", &code)
+        .await
+        .assert_error(410, "code_used");
 }

@@ -7,12 +7,11 @@
 //! function hands its request's parts in and maps the `http::Response<String>` back into
 //! a `lambda_http` response.
 
-use crate::preferences::{ConsentEvent, Preferences};
-use crate::store::{PreferencesStore, SaveOutcome};
+use crate::preferences::Preferences;
+use crate::store::{PreferencesStore, UpdateError};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use http::{Method, Response, StatusCode};
-use jiff::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Map;
@@ -321,49 +320,25 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-/// How often a preferences update is tried when other writers keep winning.
-pub const SAVE_ATTEMPTS: usize = 3;
-
-/// Read-modify-write of a user's preferences without lost updates: reads the current item,
-/// lets `apply` change it (and name the consent events to append), and saves conditionally
-/// on the version read, again from a fresh read when someone else saved first. `apply`
-/// refusing the change (an `Err`) leaves everything as it was. Nothing is written when
-/// `apply` changed nothing. Store faults are logged here and answered 500; a conflict that
-/// persists for [`SAVE_ATTEMPTS`] tries is 409.
-pub async fn update_preferences<F>(
-    store: &PreferencesStore,
-    user_id: &str,
-    now: Timestamp,
-    mut apply: F,
-) -> Result<Preferences, ApiError>
-where
-    F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, ApiError>,
-{
-    for _ in 0..SAVE_ATTEMPTS {
-        let current = load_preferences(store, user_id).await?;
-        let mut next = current.clone();
-        let events = apply(&mut next)?;
-        if events.is_empty() && next == current {
-            return Ok(current);
-        }
-        match store.save(&mut next, &events, now).await {
-            Ok(SaveOutcome::Saved) => return Ok(next),
-            Ok(SaveOutcome::Conflict) => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "saving preferences failed");
-                return Err(ApiError::internal());
+/// How an API answers a preferences update that did not happen: 409 when other writers kept
+/// winning (the client may try again), 500 for a store fault (logged here).
+impl From<UpdateError> for ApiError {
+    fn from(err: UpdateError) -> Self {
+        match err {
+            UpdateError::Contended => {
+                tracing::warn!(error = %err, "preferences kept changing under this update");
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "the preferences changed meanwhile; try again",
+                )
+            }
+            UpdateError::Store(_) | UpdateError::GuardFailed => {
+                tracing::error!(error = %err, "saving preferences failed");
+                ApiError::internal()
             }
         }
     }
-    tracing::warn!(
-        attempts = SAVE_ATTEMPTS,
-        "preferences kept changing under this update"
-    );
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "conflict",
-        "the preferences changed meanwhile; try again",
-    ))
 }
 
 /// A user's preferences, or the defaults of a new user; store faults are logged and 500.

@@ -29,10 +29,9 @@ use sms_shared::config::parse_usd_micros;
 use sms_shared::metrics::MetricSet;
 use sms_shared::phone::mask;
 use sms_shared::store::log::counter_ids;
-use sms_shared::store::preferences::SAVE_RETRIES;
 use sms_shared::store::receipts::{EventKind, HARD_FAILURE_LIMIT, Price, Receipt, ReceiptOutcome};
 use sms_shared::store::{
-    DynamoClient, LogStatus, LogStore, PreferencesStore, SaveOutcome, StoreError,
+    DynamoClient, LogStatus, LogStore, PreferencesStore, StoreError, UpdateError,
 };
 use sms_shared::{Clock, Config};
 use std::sync::Arc;
@@ -378,39 +377,27 @@ impl DeliveryStatus {
         e164: &str,
         now: Timestamp,
     ) -> Result<usize, DeliveryStatusError> {
-        let mut changed = 0;
-        for mut prefs in self.prefs.find_by_phone(e164).await? {
-            let mut done = false;
-            for _ in 0..SAVE_RETRIES {
-                if prefs.phone_number.as_deref() != Some(e164)
-                    || (!prefs.phone_verified && prefs.phone_undeliverable_at.is_some())
-                {
-                    done = true;
-                    break;
+        let updated = self
+            .prefs
+            .update_by_number(e164, now, |p| {
+                if p.phone_verified || p.phone_undeliverable_at.is_none() {
+                    p.phone_verified = false;
+                    p.phone_verified_at = None;
+                    p.phone_undeliverable_at = Some(now);
                 }
-                prefs.phone_verified = false;
-                prefs.phone_verified_at = None;
-                prefs.phone_undeliverable_at = Some(now);
-                match self.prefs.save(&mut prefs, &[], now).await? {
-                    SaveOutcome::Saved => {
-                        changed += 1;
-                        done = true;
-                        break;
-                    }
-                    SaveOutcome::Conflict => match self.prefs.get(&prefs.user_id).await? {
-                        Some(fresh) => prefs = fresh,
-                        None => {
-                            done = true;
-                            break;
-                        }
-                    },
-                }
-            }
-            if !done {
-                return Err(DeliveryStatusError::Contended);
-            }
+                Vec::new()
+            })
+            .await?;
+        Ok(updated.iter().filter(|u| u.changed).count())
+    }
+}
+
+impl From<UpdateError> for DeliveryStatusError {
+    fn from(err: UpdateError) -> Self {
+        match err {
+            UpdateError::Store(e) => DeliveryStatusError::Store(e),
+            UpdateError::Contended | UpdateError::GuardFailed => DeliveryStatusError::Contended,
         }
-        Ok(changed)
     }
 }
 

@@ -44,8 +44,7 @@ use sms_shared::phone::{E164, mask};
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod};
 use sms_shared::sms::{OutboundSms, SmsError, SmsSender};
 use sms_shared::store::inbound::{InboundRecord, NewReply, ReplyClaim, ReplyFinish, reply_log_id};
-use sms_shared::store::preferences::SAVE_RETRIES;
-use sms_shared::store::{DynamoClient, LogStore, PreferencesStore, SaveOutcome, StoreError};
+use sms_shared::store::{DynamoClient, LogStore, PreferencesStore, StoreError, UpdateError};
 use sms_shared::template;
 use sms_shared::{Clock, Config, MessageClass};
 use std::sync::Arc;
@@ -82,6 +81,15 @@ pub enum InboundError {
     ReplyBusy(String),
     #[error("preferences of the users of a number kept changing")]
     Contended,
+}
+
+impl From<UpdateError> for InboundError {
+    fn from(err: UpdateError) -> Self {
+        match err {
+            UpdateError::Store(e) => InboundError::Store(e),
+            UpdateError::Contended | UpdateError::GuardFailed => InboundError::Contended,
+        }
+    }
 }
 
 impl From<InboundError> for Diagnostic {
@@ -231,9 +239,11 @@ impl<S: SmsSender> InboundSms<S> {
 
         let (users_changed, reply) = match intent {
             Intent::OptOut => {
+                // Contended or failed: the invocation fails before the marker is written, so
+                // Lambda retries the STOP; it is never marked processed unapplied.
                 let revoked = self
                     .prefs
-                    .revoke_for_number(number, now, |p| {
+                    .revoke_number(number, now, |p| {
                         keyword_event(&p.user_id, sent_at, ConsentAction::Revoke, number, id)
                     })
                     .await?;
@@ -307,56 +317,26 @@ impl<S: SmsSender> InboundSms<S> {
         inbound_id: &str,
         now: Timestamp,
     ) -> Result<(usize, usize), InboundError> {
-        let (mut granted, mut subscribed) = (0, 0);
-        for mut prefs in self.prefs.find_by_phone(number).await? {
-            let mut done = false;
-            for _ in 0..SAVE_RETRIES {
-                if prefs.phone_number.as_deref() != Some(number) {
-                    done = true;
-                    break;
-                }
-                if prefs.consent.given {
-                    subscribed += 1;
-                    done = true;
-                    break;
-                }
-                let revoked_earlier = prefs.consent.revoked_at.is_none_or(|at| at < sent_at);
-                if prefs.consent.given_at.is_none() || !revoked_earlier {
-                    done = true;
-                    break;
+        let updated = self
+            .prefs
+            .update_by_number(number, now, |p| {
+                let revoked_earlier = p.consent.revoked_at.is_none_or(|at| at < sent_at);
+                if p.consent.given || p.consent.given_at.is_none() || !revoked_earlier {
+                    return Vec::new();
                 }
                 let event = keyword_event(
-                    &prefs.user_id,
+                    &p.user_id,
                     sent_at,
                     ConsentAction::Grant,
                     number,
                     inbound_id,
                 );
-                event.apply_to(&mut prefs.consent);
-                match self
-                    .prefs
-                    .save(&mut prefs, std::slice::from_ref(&event), now)
-                    .await?
-                {
-                    SaveOutcome::Saved => {
-                        granted += 1;
-                        subscribed += 1;
-                        done = true;
-                        break;
-                    }
-                    SaveOutcome::Conflict => match self.prefs.get(&prefs.user_id).await? {
-                        Some(fresh) => prefs = fresh,
-                        None => {
-                            done = true;
-                            break;
-                        }
-                    },
-                }
-            }
-            if !done {
-                return Err(InboundError::Contended);
-            }
-        }
+                event.apply_to(&mut p.consent);
+                vec![event]
+            })
+            .await?;
+        let granted = updated.iter().filter(|u| u.changed).count();
+        let subscribed = updated.iter().filter(|u| u.prefs.consent.given).count();
         Ok((granted, subscribed))
     }
 

@@ -11,7 +11,7 @@
 //! Bodies are snake_case both ways, with the old Django backend's field names. The user is
 //! the app's access token ([`sms_shared::auth`]); every read and write is keyed by it, so no
 //! request can reach another user's preferences. Writes go through
-//! [`sms_shared::http::update_preferences`] (conditional on the version read, retried).
+//! [`sms_shared::store::PreferencesStore::update`] (conditional on the version read, retried).
 //!
 //! Consent is bound to a number (§4): a grant covers the user's verified number, or is
 //! pending (the modal sends no number) until the user verifies one.
@@ -145,14 +145,17 @@ async fn get_prompt(
     let mut show = false;
     // Recording `shown_at` is a write: concurrent GETs resolve through the version check,
     // and only the one that saved answers true.
-    let prefs = api::update_preferences(&state.preferences, &caller.user_id, now, |p| {
-        show = should_show_prompt(p, now);
-        if show {
-            p.prompt.shown_at = Some(now);
-        }
-        Ok(Vec::new())
-    })
-    .await?;
+    let prefs = state
+        .preferences
+        .update::<ApiError, _>(&caller.user_id, now, |p| {
+            show = should_show_prompt(p, now);
+            if show {
+                p.prompt.shown_at = Some(now);
+            }
+            Ok(Vec::new())
+        })
+        .await?
+        .prefs;
     Ok(json_response(
         StatusCode::OK,
         &PromptView {
@@ -210,33 +213,36 @@ async fn post_opt_in(
     };
     let disclosure = parse_disclosure(body.disclosure_version.flatten().as_deref())?;
     let now = state.clock.now();
-    let prefs = api::update_preferences(&state.preferences, &caller.user_id, now, |p| {
-        match body.action {
-            PromptAction::Dismiss => {
-                p.prompt.dismissed_at = Some(now);
-                Ok(Vec::new())
-            }
-            PromptAction::RemindLater => {
-                p.prompt.remind_after = Some(now + REMIND_LATER);
-                Ok(Vec::new())
-            }
-            PromptAction::OptIn => {
-                if let Some(phone) = &phone {
-                    set_phone(p, Some(phone));
+    let prefs = state
+        .preferences
+        .update::<ApiError, _>(&caller.user_id, now, |p| {
+            match body.action {
+                PromptAction::Dismiss => {
+                    p.prompt.dismissed_at = Some(now);
+                    Ok(Vec::new())
                 }
-                if let Some(zone) = &time_zone {
-                    p.time_zone = Some(zone.clone());
+                PromptAction::RemindLater => {
+                    p.prompt.remind_after = Some(now + REMIND_LATER);
+                    Ok(Vec::new())
                 }
-                p.allow_sms_invitations = true;
-                // Every opt-in is recorded, even a repeated one: it is a fresh act of consent
-                // under the disclosure shown now. Without a verified number it is pending (§4).
-                let event = grant(caller, p, now, ConsentMethod::OptInModal, disclosure);
-                event.apply_to(&mut p.consent);
-                Ok(vec![event])
+                PromptAction::OptIn => {
+                    if let Some(phone) = &phone {
+                        set_phone(p, Some(phone));
+                    }
+                    if let Some(zone) = &time_zone {
+                        p.time_zone = Some(zone.clone());
+                    }
+                    p.allow_sms_invitations = true;
+                    // Every opt-in is recorded, even a repeated one: it is a fresh act of consent
+                    // under the disclosure shown now. Without a verified number it is pending (§4).
+                    let event = grant(caller, p, now, ConsentMethod::OptInModal, disclosure);
+                    event.apply_to(&mut p.consent);
+                    Ok(vec![event])
+                }
             }
-        }
-    })
-    .await?;
+        })
+        .await?
+        .prefs;
     Ok(json_response(
         StatusCode::OK,
         &OptInAnswer {
@@ -440,53 +446,56 @@ async fn patch_preferences(
     let locale = body.locale.as_deref().map(parse_locale).transpose()?;
     let disclosure = parse_disclosure(body.disclosure_version.clone().flatten().as_deref())?;
     let now = state.clock.now();
-    let prefs = api::update_preferences(&state.preferences, &caller.user_id, now, |p| {
-        let mut events = Vec::new();
-        if let Some(locale) = locale {
-            p.locale = Some(locale.to_owned());
-        }
-        if let Some(phone) = &phone {
-            set_phone(p, phone.as_ref());
-        }
-        if let Some(zone) = &time_zone {
-            p.time_zone = zone.clone();
-        }
-        for (category, _, value) in body.toggles() {
-            if let Some(on) = value {
-                p.toggles.set(category, on);
+    let prefs = state
+        .preferences
+        .update::<ApiError, _>(&caller.user_id, now, |p| {
+            let mut events = Vec::new();
+            if let Some(locale) = locale {
+                p.locale = Some(locale.to_owned());
             }
-        }
-        match body.allow_sms_invitations {
-            Some(true) => {
-                p.allow_sms_invitations = true;
-                // A grant unless one already covers this user's number (or is pending).
-                if !p.has_consent_at(now) {
-                    let event = grant(caller, p, now, ConsentMethod::SettingsPage, disclosure);
-                    event.apply_to(&mut p.consent);
-                    events.push(event);
+            if let Some(phone) = &phone {
+                set_phone(p, phone.as_ref());
+            }
+            if let Some(zone) = &time_zone {
+                p.time_zone = zone.clone();
+            }
+            for (category, _, value) in body.toggles() {
+                if let Some(on) = value {
+                    p.toggles.set(category, on);
                 }
             }
-            Some(false) => {
-                p.allow_sms_invitations = false;
-                if p.consent.given {
-                    let mut event = ConsentEvent::new(
-                        &caller.user_id,
-                        now,
-                        ConsentAction::Revoke,
-                        ConsentMethod::SettingsPage,
-                    );
-                    event.phone_number = p.phone_number.clone();
-                    event.ip = caller.source_ip.clone();
-                    event.user_agent = caller.user_agent.clone();
-                    event.apply_to(&mut p.consent);
-                    events.push(event);
+            match body.allow_sms_invitations {
+                Some(true) => {
+                    p.allow_sms_invitations = true;
+                    // A grant unless one already covers this user's number (or is pending).
+                    if !p.has_consent_at(now) {
+                        let event = grant(caller, p, now, ConsentMethod::SettingsPage, disclosure);
+                        event.apply_to(&mut p.consent);
+                        events.push(event);
+                    }
                 }
+                Some(false) => {
+                    p.allow_sms_invitations = false;
+                    if p.consent.given {
+                        let mut event = ConsentEvent::new(
+                            &caller.user_id,
+                            now,
+                            ConsentAction::Revoke,
+                            ConsentMethod::SettingsPage,
+                        );
+                        event.phone_number = p.phone_number.clone();
+                        event.ip = caller.source_ip.clone();
+                        event.user_agent = caller.user_agent.clone();
+                        event.apply_to(&mut p.consent);
+                        events.push(event);
+                    }
+                }
+                None => {}
             }
-            None => {}
-        }
-        Ok(events)
-    })
-    .await?;
+            Ok(events)
+        })
+        .await?
+        .prefs;
     Ok(json_response(
         StatusCode::OK,
         &PatchAnswer {

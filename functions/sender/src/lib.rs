@@ -397,7 +397,7 @@ impl<S: SmsSender> Sender<S> {
                 let now = self.clock.now();
                 let revoked = self
                     .prefs
-                    .revoke_for_number(number.as_str(), now, |p| {
+                    .revoke_number(number.as_str(), now, |p| {
                         let mut event = ConsentEvent::new(
                             p.user_id.clone(),
                             now,

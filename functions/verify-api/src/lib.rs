@@ -41,7 +41,7 @@ use sms_shared::store::log::counter_ids;
 use sms_shared::store::schema::LOG_KEY;
 use sms_shared::store::{
     Bounded, Claim, CodeRecord, Counters, Finish, LogStore, NewLogRecord, PreferencesStore,
-    PutCode, VerificationStore,
+    PutCode, UpdateError, VerificationStore,
 };
 use sms_shared::template;
 use sms_shared::verification::{
@@ -508,45 +508,51 @@ async fn check<S: SmsSender>(
         });
     }
 
-    let won = state
+    // The code is used in the same transaction that saves the phone verified: if the save
+    // fails, the code stays valid for the user's next try (§5).
+    let consume = state
         .codes
-        .consume(user_id, &record.code_id, MAX_ATTEMPTS, now)
-        .await
-        .map_err(|e| internal("using the code failed", &e))?;
-    if !won {
-        return Err(gone(
-            "code_used",
-            "this code can no longer be used; request a new one",
-        ));
-    }
-
+        .consume_guard(user_id, &record.code_id, MAX_ATTEMPTS, now)
+        .map_err(|e| internal("building the code's use failed", &e))?;
     let number = record.phone_number.clone();
-    let prefs = api::update_preferences(&state.preferences, user_id, now, |p| {
-        if p.phone_number.as_deref() != Some(number.as_str()) {
-            p.phone_number = Some(number.clone());
+    let updated = state
+        .preferences
+        .update_guarded(user_id, now, std::slice::from_ref(&consume), |p| {
+            if p.phone_number.as_deref() != Some(number.as_str()) {
+                p.phone_number = Some(number.clone());
+            }
+            p.phone_verified = true;
+            p.phone_verified_at = Some(now);
+            // Verifying again is how a number marked undeliverable (§8) comes back.
+            p.phone_undeliverable_at = None;
+            let event = |action| {
+                let mut event =
+                    ConsentEvent::new(user_id, now, action, ConsentMethod::PhoneVerification);
+                event.phone_number = Some(number.clone());
+                event.ip = caller.source_ip.clone();
+                event.user_agent = caller.user_agent.clone();
+                event
+            };
+            let mut events = vec![event(ConsentAction::PhoneVerified)];
+            // A grant made without a number (the modal) covers the first number verified (§4).
+            if p.consent.pending_at(now) {
+                let bind = event(ConsentAction::Bind);
+                bind.apply_to(&mut p.consent);
+                events.push(bind);
+            }
+            Ok::<_, UpdateError>(events)
+        })
+        .await;
+    let prefs = match updated {
+        Ok(updated) => updated.prefs,
+        Err(UpdateError::GuardFailed) => {
+            return Err(gone(
+                "code_used",
+                "this code can no longer be used; request a new one",
+            ));
         }
-        p.phone_verified = true;
-        p.phone_verified_at = Some(now);
-        // Verifying again is how a number marked undeliverable (§8) comes back.
-        p.phone_undeliverable_at = None;
-        let event = |action| {
-            let mut event =
-                ConsentEvent::new(user_id, now, action, ConsentMethod::PhoneVerification);
-            event.phone_number = Some(number.clone());
-            event.ip = caller.source_ip.clone();
-            event.user_agent = caller.user_agent.clone();
-            event
-        };
-        let mut events = vec![event(ConsentAction::PhoneVerified)];
-        // A grant made without a number (the modal) covers the first number verified (§4).
-        if p.consent.pending_at(now) {
-            let bind = event(ConsentAction::Bind);
-            bind.apply_to(&mut p.consent);
-            events.push(bind);
-        }
-        Ok(events)
-    })
-    .await?;
+        Err(e) => return Err(e.into()),
+    };
 
     // Tell AWS the code arrived (fraud detection); best effort.
     let message_id = match record.provider_message_id.clone() {

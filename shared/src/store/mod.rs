@@ -14,7 +14,7 @@ pub mod verification;
 
 pub use counters::{Bounded, Counters};
 pub use log::{Claim, Finish, LogRecord, LogStatus, LogStore, NewLogRecord, Related};
-pub use preferences::{PreferencesStore, SaveOutcome};
+pub use preferences::{PreferencesStore, SaveOutcome, UpdateError, Updated};
 pub use verification::{CodeRecord, PutCode, VerificationStore};
 
 use aws_sdk_dynamodb::error::SdkError;

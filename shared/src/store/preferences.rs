@@ -1,5 +1,14 @@
 //! The preferences table (DESIGN §9): one current item per user (`sk = PREFS`) and the
 //! append-only consent history (`sk = CONSENT#<ms>#<random>`), both under the user id.
+//!
+//! **One update protocol.** Every change of a user's preferences goes through
+//! [`PreferencesStore::update`] (one user) or [`PreferencesStore::update_by_number`] (every
+//! user of a number: STOP, START, a carrier opt-out, an undeliverable number): read, let the
+//! caller's `change` edit a copy and name the consent events, save conditionally on the
+//! version read (events in the same transaction), and on a lost race read again and retry,
+//! at most [`UPDATE_ATTEMPTS`] times. Then it answers [`UpdateError::Contended`], which every
+//! caller maps to "not done, try again" (409, a failed invocation that Lambda retries): no
+//! caller loops on its own and none takes a contended update for a done one.
 
 use super::counters::batch_get_all;
 use super::schema::{PREFS_BY_PHONE_INDEX, PREFS_PHONE_KEY, PREFS_PK, PREFS_SK};
@@ -17,8 +26,8 @@ pub const CURRENT_SK: &str = "PREFS";
 /// Sort-key prefix of consent history items.
 pub const CONSENT_SK_PREFIX: &str = "CONSENT#";
 
-/// Attempts at saving one user's preferences when others keep writing them.
-pub const SAVE_RETRIES: usize = 5;
+/// Attempts of one update of a user's preferences while other writers keep saving first.
+pub const UPDATE_ATTEMPTS: usize = 5;
 
 /// A transaction holds at most 100 items; one is the preferences item.
 const MAX_EVENTS_PER_SAVE: usize = 99;
@@ -29,6 +38,28 @@ pub enum SaveOutcome {
     Saved,
     /// Someone else saved first (the version moved): read again and retry.
     Conflict,
+    /// A guard written in the same transaction found its condition false (nothing was saved).
+    GuardFailed,
+}
+
+/// Why an update did not happen. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Other writers saved first [`UPDATE_ATTEMPTS`] times in a row: not applied, try later.
+    #[error("the preferences kept changing: {UPDATE_ATTEMPTS} attempts lost to other writers")]
+    Contended,
+    /// A guard's condition was false (e.g. the verification code was used meanwhile).
+    #[error("a write that had to succeed with the update found its condition false")]
+    GuardFailed,
+}
+
+/// One user's preferences after an update, and whether this update changed them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Updated {
+    pub prefs: Preferences,
+    pub changed: bool,
 }
 
 /// Access to the preferences table.
@@ -103,7 +134,20 @@ impl PreferencesStore {
         events: &[ConsentEvent],
         now: Timestamp,
     ) -> Result<SaveOutcome, StoreError> {
-        if events.len() > MAX_EVENTS_PER_SAVE {
+        self.save_guarded(prefs, events, &[], now).await
+    }
+
+    /// [`PreferencesStore::save`], with `guards`: conditional writes (of any table) in the same
+    /// transaction, so the save happens only together with them ([`SaveOutcome::GuardFailed`]
+    /// when one's condition is false).
+    pub async fn save_guarded(
+        &self,
+        prefs: &mut Preferences,
+        events: &[ConsentEvent],
+        guards: &[TransactWriteItem],
+        now: Timestamp,
+    ) -> Result<SaveOutcome, StoreError> {
+        if events.len() + guards.len() > MAX_EVENTS_PER_SAVE {
             return Err(StoreError::Malformed("too many consent events in one save"));
         }
         let expected = prefs.version;
@@ -122,7 +166,7 @@ impl PreferencesStore {
             )
         };
 
-        let saved = if events.is_empty() {
+        let outcome = if events.is_empty() && guards.is_empty() {
             let result = self
                 .client
                 .put_item()
@@ -136,8 +180,8 @@ impl PreferencesStore {
                 .send()
                 .await;
             match result {
-                Ok(_) => true,
-                Err(err) if condition_failed(&err) => false,
+                Ok(_) => SaveOutcome::Saved,
+                Err(err) if condition_failed(&err) => SaveOutcome::Conflict,
                 Err(err) => return Err(err.into()),
             }
         } else {
@@ -165,6 +209,8 @@ impl PreferencesStore {
                     .map_err(|_| StoreError::Malformed("put"))?;
                 items.push(TransactWriteItem::builder().put(put).build());
             }
+            let first_guard = items.len();
+            items.extend(guards.iter().cloned());
             let result = self
                 .client
                 .transact_write_items()
@@ -172,23 +218,173 @@ impl PreferencesStore {
                 .send()
                 .await;
             match result {
-                Ok(_) => true,
-                Err(err)
-                    if matches!(
-                        err.as_service_error(),
-                        Some(TransactWriteItemsError::TransactionCanceledException(_))
-                    ) =>
-                {
-                    false
-                }
-                Err(err) => return Err(err.into()),
+                Ok(_) => SaveOutcome::Saved,
+                Err(err) => match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                        let failed = |i: usize| {
+                            e.cancellation_reasons()
+                                .get(i)
+                                .and_then(|r| r.code())
+                                .is_some_and(|c| c == "ConditionalCheckFailed")
+                        };
+                        // A moved version first: the next attempt reads again and meets the
+                        // guard with fresh data. Any other cancellation (a concurrent
+                        // transaction on the same items) is a lost race too.
+                        if !failed(0) && (first_guard..first_guard + guards.len()).any(failed) {
+                            SaveOutcome::GuardFailed
+                        } else {
+                            SaveOutcome::Conflict
+                        }
+                    }
+                    _ => return Err(err.into()),
+                },
             }
         };
-        if saved {
+        if outcome == SaveOutcome::Saved {
             *prefs = next;
-            Ok(SaveOutcome::Saved)
-        } else {
-            Ok(SaveOutcome::Conflict)
+        }
+        Ok(outcome)
+    }
+
+    /// Changes one user's preferences (the defaults of a new user when none are stored):
+    /// `change` edits a copy and returns the consent events to append, or refuses with its
+    /// own error (nothing written). Nothing is written when it changed nothing. Conditional on
+    /// the version read; a lost race reads again and calls `change` again, at most
+    /// [`UPDATE_ATTEMPTS`] times, then [`UpdateError::Contended`].
+    pub async fn update<E, F>(&self, user_id: &str, now: Timestamp, change: F) -> Result<Updated, E>
+    where
+        E: From<UpdateError>,
+        F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E>,
+    {
+        self.update_guarded(user_id, now, &[], change).await
+    }
+
+    /// [`PreferencesStore::update`] that saves only together with `guards` (see
+    /// [`PreferencesStore::save_guarded`]): [`UpdateError::GuardFailed`] when one fails.
+    pub async fn update_guarded<E, F>(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+        guards: &[TransactWriteItem],
+        mut change: F,
+    ) -> Result<Updated, E>
+    where
+        E: From<UpdateError>,
+        F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E>,
+    {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let current = self
+                .get(user_id)
+                .await
+                .map_err(UpdateError::from)?
+                .unwrap_or_else(|| Preferences::new(user_id));
+            if let Some(updated) = self.attempt(current, now, guards, &mut change).await? {
+                return Ok(updated);
+            }
+        }
+        Err(UpdateError::Contended.into())
+    }
+
+    /// [`PreferencesStore::update`] for every user whose current number is `e164` (a STOP,
+    /// a START, a carrier opt-out, an undeliverable number). A user whose number changed
+    /// meanwhile is left alone. `Contended` when one user's preferences kept changing: the
+    /// users before it stay updated, and calling again finishes the rest (a `change` that
+    /// finds its work done changes nothing).
+    pub async fn update_by_number<F>(
+        &self,
+        e164: &str,
+        now: Timestamp,
+        mut change: F,
+    ) -> Result<Vec<Updated>, UpdateError>
+    where
+        F: FnMut(&mut Preferences) -> Vec<ConsentEvent>,
+    {
+        let mut change = |p: &mut Preferences| Ok::<_, UpdateError>(change(p));
+        let mut updated = Vec::new();
+        for found in self.find_by_phone(e164).await? {
+            let user_id = found.user_id.clone();
+            let mut current = Some(found);
+            let mut done = false;
+            for _ in 0..UPDATE_ATTEMPTS {
+                let prefs = match current.take() {
+                    Some(prefs) => prefs,
+                    None => match self.get(&user_id).await? {
+                        Some(prefs) => prefs,
+                        None => {
+                            done = true;
+                            break;
+                        }
+                    },
+                };
+                if prefs.phone_number.as_deref() != Some(e164) {
+                    done = true;
+                    break;
+                }
+                if let Some(result) = self.attempt(prefs, now, &[], &mut change).await? {
+                    updated.push(result);
+                    done = true;
+                    break;
+                }
+            }
+            if !done {
+                return Err(UpdateError::Contended);
+            }
+        }
+        Ok(updated)
+    }
+
+    /// Revokes consent of every user of `e164` who has it (a STOP, or AWS saying the number
+    /// opted out), each with the history event `event` builds. Returns how many were revoked.
+    pub async fn revoke_number(
+        &self,
+        e164: &str,
+        now: Timestamp,
+        event: impl Fn(&Preferences) -> ConsentEvent,
+    ) -> Result<usize, UpdateError> {
+        let updated = self
+            .update_by_number(e164, now, |p| {
+                if !p.consent.given {
+                    return Vec::new();
+                }
+                let change = event(p);
+                change.apply_to(&mut p.consent);
+                vec![change]
+            })
+            .await?;
+        Ok(updated.iter().filter(|u| u.changed).count())
+    }
+
+    /// One attempt of an update from `current`: `None` when another writer saved first.
+    async fn attempt<E, F>(
+        &self,
+        current: Preferences,
+        now: Timestamp,
+        guards: &[TransactWriteItem],
+        change: &mut F,
+    ) -> Result<Option<Updated>, E>
+    where
+        E: From<UpdateError>,
+        F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E>,
+    {
+        let mut next = current.clone();
+        let events = change(&mut next)?;
+        if events.is_empty() && guards.is_empty() && next == current {
+            return Ok(Some(Updated {
+                prefs: current,
+                changed: false,
+            }));
+        }
+        match self
+            .save_guarded(&mut next, &events, guards, now)
+            .await
+            .map_err(UpdateError::from)?
+        {
+            SaveOutcome::Saved => Ok(Some(Updated {
+                prefs: next,
+                changed: true,
+            })),
+            SaveOutcome::Conflict => Ok(None),
+            SaveOutcome::GuardFailed => Err(UpdateError::GuardFailed.into()),
         }
     }
 
@@ -272,41 +468,5 @@ impl PreferencesStore {
                 _ => return Ok(events),
             }
         }
-    }
-
-    /// Revokes consent of every user whose number is `e164` (a STOP reply, or AWS saying the
-    /// number opted out), each with a history event built by `event`. Users without consent
-    /// are left alone. Returns how many users were revoked. Concurrent writers are handled by
-    /// re-reading and retrying a few times per user.
-    pub async fn revoke_for_number(
-        &self,
-        e164: &str,
-        now: Timestamp,
-        event: impl Fn(&Preferences) -> ConsentEvent,
-    ) -> Result<usize, StoreError> {
-        let mut revoked = 0;
-        for mut prefs in self.find_by_phone(e164).await? {
-            for _ in 0..SAVE_RETRIES {
-                if !prefs.consent.given || prefs.phone_number.as_deref() != Some(e164) {
-                    break;
-                }
-                let change = event(&prefs);
-                change.apply_to(&mut prefs.consent);
-                match self
-                    .save(&mut prefs, std::slice::from_ref(&change), now)
-                    .await?
-                {
-                    SaveOutcome::Saved => {
-                        revoked += 1;
-                        break;
-                    }
-                    SaveOutcome::Conflict => match self.get(&prefs.user_id).await? {
-                        Some(fresh) => prefs = fresh,
-                        None => break,
-                    },
-                }
-            }
-        }
-        Ok(revoked)
     }
 }

@@ -9,7 +9,9 @@ use super::schema::{TTL_ATTRIBUTE, VERIFICATION_KEY};
 use super::{StoreError, condition_failed};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
@@ -183,9 +185,48 @@ impl VerificationStore {
         max_attempts: u32,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
+        let guard = self.consume_update(user_id, code_id, max_attempts, now)?;
+        // The same write alone, as a plain conditional UpdateItem.
         let result = self
             .client
             .update_item()
+            .table_name(guard.table_name)
+            .set_key(Some(guard.key))
+            .update_expression(guard.update_expression)
+            .set_condition_expression(guard.condition_expression)
+            .set_expression_attribute_names(guard.expression_attribute_names)
+            .set_expression_attribute_values(guard.expression_attribute_values)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The write that uses code `code_id` (the condition of [`VerificationStore::consume`]), to
+    /// go in the same transaction as the verified preferences: the code is used exactly when
+    /// the phone is saved verified, so a failed save never costs the user a valid code (§5).
+    pub fn consume_guard(
+        &self,
+        user_id: &str,
+        code_id: &str,
+        max_attempts: u32,
+        now: Timestamp,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = self.consume_update(user_id, code_id, max_attempts, now)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    fn consume_update(
+        &self,
+        user_id: &str,
+        code_id: &str,
+        max_attempts: u32,
+        now: Timestamp,
+    ) -> Result<Update, StoreError> {
+        Update::builder()
             .table_name(&self.table)
             .key(VERIFICATION_KEY, s(code_key(user_id)))
             // `#consumed`: `consumed` is a reserved word (see `record_wrong_attempt`).
@@ -202,13 +243,8 @@ impl VerificationStore {
                 ":now",
                 AttributeValue::N(now.as_millisecond().to_string()),
             )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
+            .build()
+            .map_err(|_| StoreError::Malformed("code consume update"))
     }
 
     /// Remembers the provider's message id of the code's SMS (for message feedback).
