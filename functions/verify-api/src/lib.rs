@@ -603,5 +603,5 @@ fn country_metric(name: &str, country: &str) {
         "Country": country,
         name: 1,
     });
-    println!("{doc}");
+    sms_shared::metrics::write_documents(&[doc]);
 }
