@@ -6,10 +6,17 @@ cd "$(dirname "$0")/.."
 scripts/venv.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
+# The EMF metric lines the handlers print (shared/src/metrics.rs) would land among the test
+# results: off here unless asked for (SMS_METRICS=on make test).
+export SMS_METRICS=${SMS_METRICS:-off}
+# Builds say what they are doing at least every 30 s (scripts/cargo_progress.py).
+progress() { local note=$1; shift; .venv/bin/python scripts/cargo_progress.py --note "$note" -- "$@"; }
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
-echo "==> cargo clippy --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "==> cargo clippy --workspace --all-targets -- -D warnings"
+progress "A first run checks ~390 crates: about 3 min on 2 cores; later runs take seconds." \
+  cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cfn-lint template.yaml"
 cfn-lint template.yaml
 echo "==> unit tests of the local tools (scripts/test_*.py: local API, tokens)"
@@ -24,7 +31,10 @@ trap 'kill $moto_pid 2>/dev/null || true; rm -rf "$MOTO_DIR"' EXIT
 .venv/bin/python scripts/wait_http.py "http://127.0.0.1:$port/moto-api/" 20 || { cat "$MOTO_DIR/moto.log"; exit 1; }
 export SMS_TEST_MOTO_URL="http://127.0.0.1:$port"
 
-echo "==> cargo test (moto at $SMS_TEST_MOTO_URL)"
+echo "==> cargo test: building the tests"
+progress "A first build compiles ~380 crates: about 4 min on 2 cores; later builds take seconds." \
+  cargo test --workspace --no-run
+echo "==> cargo test (moto at $SMS_TEST_MOTO_URL; fault injection and load tests take about 2 min)"
 cargo test --workspace --quiet
 
 echo "==> contract test: the web app's HTTP client against the local API (tests/contract)"
