@@ -20,6 +20,8 @@
 //! event to the on-failure destination. Every step is idempotent, so a retry after a partial
 //! run completes it without counting anything twice.
 
+pub mod answer;
+
 use aws_lambda_events::event::sns::{SnsEvent, SnsMessage};
 use jiff::Timestamp;
 use lambda_runtime::Diagnostic;

@@ -32,6 +32,8 @@
 //! fails the invocation, so Lambda retries it and finally hands it to the on-failure
 //! destination: no STOP is lost.
 
+pub mod answer;
+
 use aws_lambda_events::event::sns::{SnsEvent, SnsMessage};
 use jiff::{SignedDuration, Timestamp};
 use lambda_runtime::Diagnostic;

@@ -1,7 +1,7 @@
 //! Wiring only: configuration, clients (once per cold start), the runtime loop.
 
 use aws_lambda_events::event::sns::SnsEvent;
-use inbound_sms::InboundSms;
+use inbound_sms::{InboundError, InboundSms, answer};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use sms_shared::sms::AnySender;
 use sms_shared::store::DynamoClient;
@@ -17,8 +17,12 @@ async fn main() -> Result<(), Error> {
     let sdk = sms_shared::aws::load_sdk_config().await;
     let sms = AnySender::from_config(&config, &sdk);
     let handler = InboundSms::new(&config, DynamoClient::new(&sdk), sms, Arc::new(SystemClock));
+    // The answer says what each record did (Lambda discards it for SNS; `cargo lambda invoke`
+    // shows it).
     run(service_fn(|event: LambdaEvent<SnsEvent>| async {
-        handler.handle(event.payload).await.map(|_| ())
+        let labels = answer::labels(&event.payload);
+        let outcomes = handler.handle(event.payload).await?;
+        Ok::<_, InboundError>(answer::answer(&labels, &outcomes))
     }))
     .await
 }
