@@ -1,6 +1,6 @@
 # The two commands of the README, and a few helpers. Everything installs itself
 # (a project-local .venv for moto, cargo-lambda and cfn-lint).
-.PHONY: dev test stop stack lint fmt demo build token
+.PHONY: dev test stop stack lint fmt demo build token seed send reset-limits
 
 ## make dev: local stack (moto + tables + queues + secrets), `cargo lambda watch`, console SMS
 ## sender, and the HTTP API of template.yaml on http://127.0.0.1:3000/api/v1 (scripts/local_api.py).
@@ -23,9 +23,26 @@ token:
 	@scripts/venv.sh
 	@.venv/bin/python scripts/dev_token.py --user '$(TOKEN_USER)' $(if $(filter command line,$(origin FORMAT)),--format '$(FORMAT)')
 
-## make stop: stop the local moto server started by `make dev` / `make stack`.
+## make stop: stop the local moto server started by `make dev` / `make stack` (and forget its data).
 stop:
 	@scripts/moto.sh stop
+
+## make seed: the samples' user u-42 ready to receive (consent, verified +1 415 555 0123, every
+## category on, a time zone where it is daytime), through the local API; idempotent.
+seed:
+	@scripts/dev.sh --prepare
+	@.venv/bin/python scripts/seed.py $(if $(filter command line,$(origin USER)),--user '$(USER)')
+
+## make send KIND=battle_invitation [ID=...]: a sample of events/ with a fresh id through the
+## functions, and each record's outcome (sent / suppressed and why / deferred until ...).
+## `make send` alone lists the kinds.
+send:
+	@scripts/dev.sh --prepare
+	@.venv/bin/python scripts/send.py '$(KIND)' $(if $(ID),--id '$(ID)') $(if $(filter command line,$(origin USER)),--user '$(USER)')
+
+## make reset-limits: empty the local verification windows (429s) and send counters (daily_cap).
+reset-limits:
+	@.venv/bin/python scripts/reset_limits.py
 
 lint:
 	cargo fmt --all --check
@@ -38,9 +55,10 @@ fmt:
 build:
 	@scripts/build.sh
 
-## make demo: the whole story (opt in, verify, send, receipt, STOP, suppressed) on the local stack.
+## make demo: the whole story (opt in, verify, send, receipt, STOP, suppressed) on the local stack,
+## beside a running `make dev` or on its own; any number of times (a new user and number each run).
 demo:
-	@scripts/dev.sh --stack-only > /dev/null
+	@scripts/dev.sh --prepare
 	@PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/python scripts/demo.py
 
 .PHONY: bench bench-quick
