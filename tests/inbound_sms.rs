@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use sms_shared::Config;
 use sms_shared::clock::ManualClock;
 use sms_shared::keywords::Intent;
+use sms_shared::locale::Locale;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::sms::EumSender;
 use sms_shared::store::inbound::{inbound_log_id, reply_log_id};
@@ -185,7 +186,7 @@ async fn stop_from_a_number_shared_by_two_users_revokes_both_and_confirms_once()
     assert_eq!(sent[0].to, PHONE);
     assert_eq!(
         sent[0].body,
-        template::opt_out_confirmation(&f.config.branding)
+        template::opt_out_confirmation(&f.config.branding, Locale::En)
     );
     assert_eq!(sent[0].message_type.as_deref(), Some("TRANSACTIONAL"));
     assert_eq!(sent[0].context["logId"], reply_log_id(STOP_ID));
@@ -262,7 +263,7 @@ async fn start_re_grants_consent_to_every_user_of_the_number() {
     assert_eq!(sent.len(), 2);
     assert_eq!(
         sent[1].body,
-        template::opt_in_confirmation(&f.config.branding)
+        template::opt_in_confirmation(&f.config.branding, Locale::En)
     );
 
     assert_eq!(f.handle(sample("start")).await, [InboundOutcome::Duplicate]);
@@ -319,7 +320,7 @@ async fn help_is_answered_once_however_often_it_is_delivered() {
 
     let sent = f.stub.sent_to(PHONE);
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].body, template::help_text(&f.config.branding));
+    assert_eq!(sent[0].body, template::help_text(&f.config.branding, Locale::En));
     assert!(sent[0].body.contains("Msg & data rates may apply"));
     assert!(
         f.prefs("u-1").await.has_consent(),

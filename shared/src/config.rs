@@ -41,6 +41,12 @@ pub struct Branding {
     pub stop_footer: String,
     /// How often users get promotional messages, for the HELP reply ("up to 10 msgs/day").
     pub frequency: String,
+    /// The Spanish footer and frequency (locale `es`).
+    pub stop_footer_es: String,
+    pub frequency_es: String,
+    /// Support contacts the HELP reply adds to the URL, when configured.
+    pub support_email: Option<String>,
+    pub support_phone: Option<String>,
 }
 
 /// End User Messaging settings.
@@ -173,6 +179,10 @@ impl Config {
                 support_url: env.string("SUPPORT_URL", "https://example.com/help/sms"),
                 stop_footer: env.string("STOP_FOOTER", "Reply STOP to unsubscribe."),
                 frequency: env.string("MESSAGE_FREQUENCY", "Msg frequency varies"),
+                stop_footer_es: env.string("STOP_FOOTER_ES", "Responde STOP para cancelar."),
+                frequency_es: env.string("MESSAGE_FREQUENCY_ES", "La frecuencia de mensajes varía"),
+                support_email: env.optional("SUPPORT_EMAIL"),
+                support_phone: env.optional("SUPPORT_PHONE"),
             },
             limits: Limits {
                 promotional_per_user_per_day: env.parse("DAILY_PROMOTIONAL_CAP", 10u32)?,
@@ -419,6 +429,10 @@ pub const ENV_VARS: &[&str] = &[
     "SUPPORT_URL",
     "STOP_FOOTER",
     "MESSAGE_FREQUENCY",
+    "STOP_FOOTER_ES",
+    "MESSAGE_FREQUENCY_ES",
+    "SUPPORT_EMAIL",
+    "SUPPORT_PHONE",
     "DAILY_PROMOTIONAL_CAP",
     "MONTHLY_SPEND_CAP_USD",
     "TRANSACTIONAL_HARD_CAP_USD",

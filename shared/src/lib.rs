@@ -17,6 +17,7 @@ pub mod consent;
 pub mod disclosure;
 pub mod http;
 pub mod keywords;
+pub mod locale;
 pub mod kinds;
 pub mod metrics;
 pub mod pacing;

@@ -167,6 +167,27 @@ pub fn fold_to_gsm(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Folds the acute vowels GSM-7 lacks (`á í ó ú`, upper case too) to their plain letters, the
+/// way Spanish is commonly texted; `é`, `ñ`, `ü`, `¿` and `¡` are GSM-7 and stay. Used for
+/// Spanish bodies, whose templates avoid the words the fold would change (`sí`/`si`).
+pub fn fold_accents(text: &str) -> Cow<'_, str> {
+    let fold = |c: char| match c {
+        'á' => Some('a'),
+        'í' => Some('i'),
+        'ó' => Some('o'),
+        'ú' => Some('u'),
+        'Á' => Some('A'),
+        'Í' => Some('I'),
+        'Ó' => Some('O'),
+        'Ú' => Some('U'),
+        _ => None,
+    };
+    if !text.chars().any(|c| fold(c).is_some()) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(text.chars().map(|c| fold(c).unwrap_or(c)).collect())
+}
+
 /// Counts units and parts of `text`, choosing GSM-7 when possible. Empty text is 0 segments.
 /// Does not fold: fold first, then count what will actually be sent.
 pub fn count(text: &str) -> SegmentCount {

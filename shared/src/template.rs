@@ -7,6 +7,7 @@
 
 use crate::config::Branding;
 use crate::kinds::{MessageKind, ParamSpec, ParamType};
+use crate::locale::Locale;
 use crate::segments::{self, SegmentCount};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -115,6 +116,19 @@ pub fn render(
     branding: &Branding,
     max_segments: u32,
 ) -> Result<RenderedMessage, TemplateError> {
+    render_in(kind, params, branding, max_segments, Locale::En)
+}
+
+/// [`render`] in `locale`. Spanish bodies are written with their accents and folded to GSM-7
+/// (`á í ó ú` to `a i o u`; `é ñ ü ¿ ¡` are GSM-7 already): the templates avoid the words whose
+/// meaning the fold would change (`sí`, `tú`, `más`), and parameters are folded the same way.
+pub fn render_in(
+    kind: MessageKind,
+    params: &Map<String, Value>,
+    branding: &Branding,
+    max_segments: u32,
+    locale: Locale,
+) -> Result<RenderedMessage, TemplateError> {
     let specs = kind.params();
     if let Some(name) = params
         .keys()
@@ -133,15 +147,80 @@ pub fn render(
         *slot = validate(spec, value)?;
     }
     let args = Args { specs, values };
+    let texts = Texts::of(branding, locale);
 
     let capacity = branding.brand_name.len()
-        + branding.stop_footer.len()
+        + texts.stop_footer.len()
         + args.values.iter().map(|v| v.len()).sum::<usize>()
-        + 96;
+        + 112;
     let mut body = String::with_capacity(capacity);
     push_folded(&mut body, &branding.brand_name);
     body.push_str(": ");
     let mut code_range: Option<Range<usize>> = None;
+    match locale {
+        Locale::En => english_body(&mut body, kind, &args, &mut code_range),
+        Locale::Es => spanish_body(&mut body, kind, &args, &mut code_range),
+    }
+    if kind.is_promotional() {
+        body.push('\n');
+        push_folded(&mut body, texts.stop_footer);
+    }
+    if locale == Locale::Es {
+        // Folding shortens the text before the code (á is two bytes, a one): find it again.
+        if let Cow::Owned(folded) = segments::fold_accents(&body) {
+            code_range = code_range.and_then(|r| {
+                let code = &body[r];
+                folded.find(code).map(|start| start..start + code.len())
+            });
+            body = folded;
+        }
+    }
+
+    let segments = segments::count(&body);
+    if segments.segments > max_segments {
+        return Err(TemplateError::TooLong {
+            segments: segments.segments,
+            max: max_segments,
+        });
+    }
+    let log_body = match code_range {
+        Some(range) => redact(&body, range),
+        None => body.clone(),
+    };
+    Ok(RenderedMessage {
+        body,
+        log_body,
+        segments,
+    })
+}
+
+/// The locale's fixed texts that come from configuration.
+struct Texts<'a> {
+    stop_footer: &'a str,
+    frequency: &'a str,
+}
+
+impl<'a> Texts<'a> {
+    fn of(branding: &'a Branding, locale: Locale) -> Self {
+        match locale {
+            Locale::En => Self {
+                stop_footer: &branding.stop_footer,
+                frequency: &branding.frequency,
+            },
+            Locale::Es => Self {
+                stop_footer: &branding.stop_footer_es,
+                frequency: &branding.frequency_es,
+            },
+        }
+    }
+}
+
+fn english_body(
+    body: &mut String,
+    kind: MessageKind,
+    args: &Args<'_>,
+    code_range: &mut Option<Range<usize>>,
+) {
     match kind {
         MessageKind::BattleInvitation => {
             body.push_str(args.get("inviter_name"));
@@ -154,7 +233,7 @@ pub fn render(
             body.push_str("your battle on \"");
             body.push_str(args.get("battle_topic"));
             body.push_str("\" is over. ");
-            push_sentence(&mut body, args.get("result_summary"));
+            push_sentence(body, args.get("result_summary"));
             body.push_str(" See results: ");
             body.push_str(args.get("result_link"));
         }
@@ -186,42 +265,93 @@ pub fn render(
         }
         MessageKind::SecurityAlert => {
             body.push_str("security alert. ");
-            push_sentence(&mut body, args.get("summary"));
+            push_sentence(body, args.get("summary"));
             body.push_str(" If this wasn't you, secure your account: ");
             body.push_str(args.get("link"));
         }
         MessageKind::PhoneVerification => {
             body.push_str("your verification code is ");
-            let start = body.len();
-            body.push_str(args.get("code"));
-            code_range = Some(start..body.len());
+            push_code(body, args, code_range);
             body.push_str(". It expires in ");
             // Writing to a String cannot fail.
             let _ = write!(body, "{VERIFICATION_VALID_MINUTES}");
             body.push_str(" minutes. Never share it.");
         }
     }
-    if kind.is_promotional() {
-        body.push('\n');
-        push_folded(&mut body, &branding.stop_footer);
-    }
+}
 
-    let segments = segments::count(&body);
-    if segments.segments > max_segments {
-        return Err(TemplateError::TooLong {
-            segments: segments.segments,
-            max: max_segments,
-        });
+/// The Spanish bodies, in the informal register the app uses (`tú`), written so the fold to
+/// GSM-7 changes no word's meaning.
+fn spanish_body(
+    body: &mut String,
+    kind: MessageKind,
+    args: &Args<'_>,
+    code_range: &mut Option<Range<usize>>,
+) {
+    match kind {
+        MessageKind::BattleInvitation => {
+            body.push_str(args.get("inviter_name"));
+            body.push_str(" te invita a una batalla sobre \"");
+            body.push_str(args.get("battle_topic"));
+            body.push_str("\". Entra: ");
+            body.push_str(args.get("invitation_link"));
+        }
+        MessageKind::BattleResult => {
+            body.push_str("tu batalla sobre \"");
+            body.push_str(args.get("battle_topic"));
+            body.push_str("\" ha terminado. ");
+            push_sentence(body, args.get("result_summary"));
+            body.push_str(" Resultados: ");
+            body.push_str(args.get("result_link"));
+        }
+        MessageKind::BattleReminder => {
+            body.push_str("quedan ");
+            body.push_str(args.get("time_remaining"));
+            body.push_str(" en tu batalla sobre \"");
+            body.push_str(args.get("battle_topic"));
+            body.push_str("\". Juega ya: ");
+            body.push_str(args.get("battle_link"));
+        }
+        MessageKind::StreakAlert => {
+            body.push_str("tu racha de ");
+            body.push_str(args.get("streak_count"));
+            body.push_str(" días te espera. Juega hoy para mantenerla: ");
+            body.push_str(args.get("action_link"));
+        }
+        MessageKind::DirectMessage => {
+            body.push_str(args.get("sender_name"));
+            body.push_str(" te envió un mensaje: \"");
+            body.push_str(args.get("preview"));
+            body.push_str("\" Responde: ");
+            body.push_str(args.get("link"));
+        }
+        MessageKind::AchievementUnlock => {
+            body.push_str("desbloqueaste el logro \"");
+            body.push_str(args.get("achievement_name"));
+            body.push_str("\". Míralo: ");
+            body.push_str(args.get("link"));
+        }
+        MessageKind::SecurityAlert => {
+            body.push_str("alerta de seguridad. ");
+            push_sentence(body, args.get("summary"));
+            body.push_str(" Si no reconoces esta actividad, protege tu cuenta: ");
+            body.push_str(args.get("link"));
+        }
+        MessageKind::PhoneVerification => {
+            body.push_str("tu código de verificación es ");
+            push_code(body, args, code_range);
+            body.push_str(". Vence en ");
+            let _ = write!(body, "{VERIFICATION_VALID_MINUTES}");
+            body.push_str(" minutos. No lo compartas con nadie.");
+        }
     }
-    let log_body = match code_range {
-        Some(range) => redact(&body, range),
-        None => body.clone(),
-    };
-    Ok(RenderedMessage {
-        body,
-        log_body,
-        segments,
-    })
+}
+
+/// Appends the verification code and notes where it is, for the log's redaction.
+fn push_code(body: &mut String, args: &Args<'_>, code_range: &mut Option<Range<usize>>) {
+    let start = body.len();
+    body.push_str(args.get("code"));
+    *code_range = Some(start..body.len());
 }
 
 /// Replaces the code at `range`, and any other copy of it (say, digits in the brand name),
@@ -425,36 +555,82 @@ pub fn sanitize_text(input: &str, max_chars: usize) -> String {
 }
 
 /// The HELP/INFO reply (DESIGN §8): who we are, how often we text, cost, how to stop, where to
-/// get help. Carriers require each of these.
-pub fn help_text(branding: &Branding) -> String {
-    let mut text = String::with_capacity(160);
+/// get help (the support URL, and the e-mail and phone when configured). Carriers require
+/// each of these.
+pub fn help_text(branding: &Branding, locale: Locale) -> String {
+    let texts = Texts::of(branding, locale);
+    let mut text = String::with_capacity(200);
     push_folded(&mut text, &branding.brand_name);
-    text.push_str(" alerts: ");
-    push_sentence(&mut text, &segments::fold_to_gsm(&branding.frequency));
-    text.push_str(" Msg & data rates may apply. Reply STOP to cancel. Help: ");
+    text.push_str(match locale {
+        Locale::En => " alerts: ",
+        Locale::Es => " alertas: ",
+    });
+    push_sentence(&mut text, &segments::fold_to_gsm(texts.frequency));
+    text.push_str(match locale {
+        Locale::En => " Msg & data rates may apply. Reply STOP to cancel. Help: ",
+        Locale::Es => {
+            " Pueden aplicarse tarifas de mensajes y datos. Responde STOP para cancelar. Ayuda: "
+        }
+    });
     text.push_str(&branding.support_url);
-    text
+    for contact in [&branding.support_email, &branding.support_phone]
+        .into_iter()
+        .flatten()
+    {
+        text.push_str(", ");
+        text.push_str(contact);
+    }
+    localized(text, locale)
 }
 
 /// The single reply to an opt-out: confirms it and says how to undo it. Carrier rules forbid
 /// any marketing here, so it stays fixed.
-pub fn opt_out_confirmation(branding: &Branding) -> String {
+pub fn opt_out_confirmation(branding: &Branding, locale: Locale) -> String {
     let mut text = String::with_capacity(120);
-    text.push_str("You're unsubscribed from ");
-    push_folded(&mut text, &branding.brand_name);
-    text.push_str(" texts. No more messages will be sent. Reply START to resubscribe.");
-    text
+    match locale {
+        Locale::En => {
+            text.push_str("You're unsubscribed from ");
+            push_folded(&mut text, &branding.brand_name);
+            text.push_str(" texts. No more messages will be sent. Reply START to resubscribe.");
+        }
+        Locale::Es => {
+            text.push_str("Cancelaste los mensajes de ");
+            push_folded(&mut text, &branding.brand_name);
+            text.push_str(
+                ". No te enviaremos otros mensajes. Responde START para volver a suscribirte.",
+            );
+        }
+    }
+    localized(text, locale)
 }
 
-/// The reply to START/UNSTOP: an opt-in confirmation must repeat brand, frequency, cost and
-/// how to get help or stop.
-pub fn opt_in_confirmation(branding: &Branding) -> String {
-    let mut text = String::with_capacity(160);
+/// The confirmation of an opt-in (web, settings, verification binding a grant, START): CTIA
+/// expects program name, message frequency, cost, and how to get help or stop.
+pub fn opt_in_confirmation(branding: &Branding, locale: Locale) -> String {
+    let texts = Texts::of(branding, locale);
+    let mut text = String::with_capacity(180);
     push_folded(&mut text, &branding.brand_name);
-    text.push_str(": you're subscribed to text alerts again. ");
-    push_sentence(&mut text, &segments::fold_to_gsm(&branding.frequency));
-    text.push_str(" Msg & data rates may apply. Reply HELP for help, STOP to cancel.");
-    text
+    text.push_str(match locale {
+        Locale::En => ": you're subscribed to text alerts. ",
+        Locale::Es => ": te suscribiste a las alertas por SMS. ",
+    });
+    push_sentence(&mut text, &segments::fold_to_gsm(texts.frequency));
+    text.push_str(match locale {
+        Locale::En => " Msg & data rates may apply. Reply HELP for help, STOP to cancel.",
+        Locale::Es => " Pueden aplicarse tarifas de mensajes y datos. Responde AYUDA para ayuda, STOP para cancelar.",
+    });
+    localized(text, locale)
+}
+
+/// Spanish text folded to GSM-7 (see [`render_in`]).
+fn localized(text: String, locale: Locale) -> String {
+    match locale {
+        Locale::En => text,
+        Locale::Es => match segments::fold_accents(&text) {
+            Cow::Owned(folded) => folded,
+            Cow::Borrowed(_) => text,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -472,6 +648,10 @@ mod tests {
             support_url: "https://example.com/help/sms".into(),
             stop_footer: "Reply STOP to unsubscribe.".into(),
             frequency: "Msg frequency varies".into(),
+            stop_footer_es: "Responde STOP para cancelar.".into(),
+            frequency_es: "La frecuencia de mensajes varía".into(),
+            support_email: None,
+            support_phone: None,
         }
     }
 
@@ -936,9 +1116,111 @@ mod tests {
     }
 
     #[test]
+    fn spanish_bodies_are_gsm7_and_keep_their_words() {
+        let b = branding();
+        for kind in MessageKind::ALL {
+            let en = render_in(kind, &valid_params(kind), &b, 3, Locale::En).unwrap();
+            let es = render_in(kind, &valid_params(kind), &b, 3, Locale::Es).unwrap();
+            assert_ne!(en.body, es.body, "{kind:?} has a Spanish template");
+            assert_eq!(
+                es.segments.encoding,
+                Encoding::Gsm7,
+                "{kind:?}: {}",
+                es.body
+            );
+            assert!(es.segments.segments <= 2, "{kind:?}: {}", es.body);
+            assert!(!es.body.contains(['á', 'í', 'ó', 'ú']), "{}", es.body);
+            if kind.is_promotional() {
+                assert!(
+                    es.body.ends_with("\nResponde STOP para cancelar."),
+                    "{}",
+                    es.body
+                );
+            }
+        }
+        let es = render_in(
+            MessageKind::StreakAlert,
+            &valid_params(MessageKind::StreakAlert),
+            &b,
+            3,
+            Locale::Es,
+        )
+        .unwrap();
+        assert_eq!(
+            es.body,
+            "WordBattle: tu racha de 7 dias te espera. Juega hoy para mantenerla: https://wordbattle.example/play\nResponde STOP para cancelar."
+        );
+        let code = render_in(
+            MessageKind::PhoneVerification,
+            &params(json!({"code": "123456"})),
+            &b,
+            3,
+            Locale::Es,
+        )
+        .unwrap();
+        assert_eq!(
+            code.body,
+            "WordBattle: tu codigo de verificacion es 123456. Vence en 10 minutos. No lo compartas con nadie."
+        );
+        assert!(code.log_body.contains(REDACTED_CODE) && !code.log_body.contains("123456"));
+        // Parameters are folded too: a Spanish name with an acute accent costs no UCS-2.
+        let mut p = valid_params(MessageKind::BattleInvitation);
+        p.insert("inviter_name".into(), json!("María"));
+        let es = render_in(MessageKind::BattleInvitation, &p, &b, 3, Locale::Es).unwrap();
+        assert!(
+            es.body.starts_with("WordBattle: Maria te invita"),
+            "{}",
+            es.body
+        );
+        assert_eq!(es.segments.encoding, Encoding::Gsm7);
+    }
+
+    #[test]
+    fn spanish_replies_carry_what_carriers_require() {
+        let mut b = branding();
+        b.support_email = Some("help@example.com".into());
+        let help = help_text(&b, Locale::Es);
+        assert_eq!(
+            help,
+            "WordBattle alertas: La frecuencia de mensajes varia. Pueden aplicarse tarifas de mensajes y datos. Responde STOP para cancelar. Ayuda: https://example.com/help/sms, help@example.com"
+        );
+        let opt_in = opt_in_confirmation(&b, Locale::Es);
+        for part in [
+            "WordBattle",
+            "frecuencia",
+            "tarifas de mensajes y datos",
+            "AYUDA",
+            "STOP",
+        ] {
+            assert!(opt_in.contains(part), "{part}: {opt_in}");
+        }
+        let opt_out = opt_out_confirmation(&b, Locale::Es);
+        assert!(
+            opt_out.contains("START") && opt_out.contains("WordBattle"),
+            "{opt_out}"
+        );
+        for text in [help, opt_in, opt_out] {
+            let count = segments::count(&text);
+            assert_eq!(count.encoding, Encoding::Gsm7, "{text}");
+            assert!(count.segments <= 2, "{text}");
+        }
+    }
+
+    #[test]
+    fn help_names_every_configured_contact() {
+        let mut b = branding();
+        b.support_email = Some("help@example.com".into());
+        b.support_phone = Some("+1 800 555 0100".into());
+        assert!(
+            help_text(&b, Locale::En)
+                .ends_with("Help: https://example.com/help/sms, help@example.com, +1 800 555 0100")
+        );
+    }
+
+    #[test]
     fn fixed_replies_carry_what_carriers_require() {
         let b = branding();
-        let help = help_text(&b);
+        let help = help_text(&b, Locale::En);
         assert_eq!(
             help,
             "WordBattle alerts: Msg frequency varies. Msg & data rates may apply. Reply STOP to cancel. Help: https://example.com/help/sms"
@@ -946,10 +1228,10 @@ mod tests {
         assert_eq!(segments::count(&help).encoding, Encoding::Gsm7);
 
         assert_eq!(
-            opt_out_confirmation(&b),
+            opt_out_confirmation(&b, Locale::En),
             "You're unsubscribed from WordBattle texts. No more messages will be sent. Reply START to resubscribe."
         );
-        let opt_in = opt_in_confirmation(&b);
+        let opt_in = opt_in_confirmation(&b, Locale::En);
         for part in [
             "WordBattle",
             "Msg frequency varies.",
@@ -959,7 +1241,7 @@ mod tests {
         ] {
             assert!(opt_in.contains(part), "{part}: {opt_in}");
         }
-        for text in [help, opt_in, opt_out_confirmation(&b)] {
+        for text in [help, opt_in, opt_out_confirmation(&b, Locale::En)] {
             assert_eq!(segments::count(&text).segments, 1, "{text}");
         }
 
@@ -967,7 +1249,7 @@ mod tests {
         let mut b = branding();
         b.frequency = "Up to 10 msgs/day.".into();
         b.brand_name = "Word’Battle".into();
-        let help = help_text(&b);
+        let help = help_text(&b, Locale::En);
         assert!(
             help.starts_with("Word'Battle alerts: Up to 10 msgs/day. Msg"),
             "{help}"

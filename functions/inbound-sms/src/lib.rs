@@ -41,6 +41,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sms_shared::config::Branding;
 use sms_shared::keywords::{self, Intent};
+use sms_shared::locale::Locale;
 use sms_shared::metrics::MetricSet;
 use sms_shared::phone::{E164, mask};
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod};
@@ -250,17 +251,17 @@ impl<S: SmsSender> InboundSms<S> {
                     })
                     .await?;
                 let reply = (!self.provider_handles_opt_out_reply)
-                    .then(|| template::opt_out_confirmation(&self.branding));
+                    .then(|| template::opt_out_confirmation(&self.branding, Locale::En));
                 metrics.add("ConsentRevoked", None, revoked as f64);
                 (revoked, reply)
             }
             Intent::OptIn => {
                 let (granted, subscribed) = self.grant_for_number(number, sent_at, id, now).await?;
                 metrics.add("ConsentGranted", None, granted as f64);
-                let reply = (subscribed > 0).then(|| template::opt_in_confirmation(&self.branding));
+                let reply = (subscribed > 0).then(|| template::opt_in_confirmation(&self.branding, Locale::En));
                 (granted, reply)
             }
-            Intent::Help => (0, Some(template::help_text(&self.branding))),
+            Intent::Help => (0, Some(template::help_text(&self.branding, Locale::En))),
             Intent::Other => (0, None),
         };
 
