@@ -24,6 +24,10 @@
 //!    never inferred from a word in the middle of a sentence.
 //! 4. Anything else: [`Intent::Other`].
 //!
+//! Spanish is honoured as English is: keywords (`PARAR`, `ALTO`, `CANCELAR`, `BAJA`, `AYUDA`,
+//! `COMENZAR`) and plain-language sentences ("no me envíen más mensajes", "quiero darme de
+//! baja"). [`language`] says which language the reply should be in.
+//!
 //! Matching is case-insensitive and ignores punctuation, emoji (other than the stop signs),
 //! apostrophes ("don't" = "dont") and Latin accents ("ARRÊT" = "ARRET"). The `messageKeyword`
 //! End User Messaging attaches (the registered keyword the message matched) is a second
@@ -31,6 +35,8 @@
 //! itself says nothing.
 //!
 //! Work is bounded: only the first [`MAX_CHARS`] characters are read.
+
+use crate::locale::Locale;
 
 /// What an inbound message asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,6 +111,10 @@ const OPT_OUT_FIRST: &[&str] = &[
     "sair",
     "fermati",
     "disiscrivimi",
+    "paren",
+    "detener",
+    "detente",
+    "cancelen",
 ];
 
 /// Opt-out words only when they are the whole message ("No" is a refusal; "No problem" is not).
@@ -126,6 +136,8 @@ const OPT_OUT_ANYWHERE: &[&str] = &[
     "desuscribir",
     "desuscribirme",
     "desabonner",
+    "cancelar",
+    "paren",
 ];
 
 /// Plain-language opt-outs, as normalised word sequences, matched anywhere.
@@ -159,13 +171,113 @@ const OPT_OUT_PHRASES: &[&[&str]] = &[
     &["delete", "my", "number"],
     &["dejen", "de"],
     &["deja", "de"],
+    &["dejar", "de"],
     &["no", "mas"],
+    // Spanish sentences (the reasonable-means rule does not depend on the language).
+    &["no", "me", "envien"],
+    &["no", "me", "manden"],
+    &["no", "me", "escriban"],
+    &["no", "me", "escribas"],
+    &["no", "me", "mandes"],
+    &["no", "me", "envies"],
+    &["no", "me", "contacten"],
+    &["no", "me", "molesten"],
+    &["no", "me", "interesa"],
+    &["no", "quiero", "mas"],
+    &["no", "quiero", "recibir"],
+    &["no", "quiero", "mensajes"],
+    &["ya", "no", "quiero"],
+    &["darme", "de", "baja"],
+    &["dar", "de", "baja"],
+    &["dame", "de", "baja"],
+    &["denme", "de", "baja"],
+    &["quitenme", "de"],
+    &["sacame", "de"],
+    &["borren", "mi", "numero"],
+    &["borrar", "mi", "numero"],
+    &["eliminen", "mi", "numero"],
+    &["numero", "equivocado"],
     &["ne", "plus"],
     &["nicht", "mehr"],
 ];
 
 /// First words that ask for help.
 const HELP_FIRST: &[&str] = &["help", "info", "ayuda", "aide", "hilfe", "aiuto", "ajuda"];
+
+/// Spanish keywords and the first words of the Spanish phrases above: a message that uses one
+/// is answered in Spanish (DESIGN §8), whatever the user's preferences say.
+const SPANISH: &[&str] = &[
+    "alto",
+    "parar",
+    "pare",
+    "para",
+    "paren",
+    "basta",
+    "cancelar",
+    "cancela",
+    "cancelen",
+    "baja",
+    "detener",
+    "detente",
+    "desuscribir",
+    "desuscribirme",
+    "desinscribir",
+    "desinscribirme",
+    "dejen",
+    "deja",
+    "dejar",
+    "quiero",
+    "envien",
+    "manden",
+    "escriban",
+    "darme",
+    "dame",
+    "denme",
+    "quitenme",
+    "sacame",
+    "borren",
+    "eliminen",
+    "numero",
+    "mensajes",
+    "ayuda",
+    "comenzar",
+    "iniciar",
+    "alta",
+    "suscribirme",
+    "si",
+    "por",
+    "favor",
+    "gracias",
+    "mas",
+];
+
+/// English keywords: a message that uses one (and no Spanish word) is answered in English.
+const ENGLISH: &[&str] = &[
+    "stop",
+    "stopall",
+    "unsubscribe",
+    "cancel",
+    "end",
+    "quit",
+    "optout",
+    "revoke",
+    "unsub",
+    "help",
+    "info",
+    "start",
+    "unstop",
+    "yes",
+    "subscribe",
+    "resubscribe",
+    "optin",
+    "please",
+    "text",
+    "texting",
+    "me",
+    "my",
+    "number",
+    "dont",
+];
 
 /// First words that re-grant consent.
 const OPT_IN_FIRST: &[&str] = &[
@@ -175,6 +287,12 @@ const OPT_IN_FIRST: &[&str] = &[
     "subscribe",
     "resubscribe",
     "optin",
+    // Spanish.
+    "comenzar",
+    "iniciar",
+    "alta",
+    "suscribirme",
+    "si",
 ];
 
 /// Opt-in phrases matched anywhere.
@@ -193,6 +311,22 @@ pub fn classify(body: &str, keyword: Option<&str>) -> Intent {
         (Intent::OptOut, _) | (_, Intent::OptOut) => Intent::OptOut,
         (Intent::Other, other) => other,
         (body, _) => body,
+    }
+}
+
+/// The language to answer a keyword message in: Spanish when it uses a Spanish keyword or
+/// phrase (`PARAR`, "no me envíen más mensajes"), English when it uses an English one, `None`
+/// when it says neither (answer in the user's own locale).
+pub fn language(body: &str, keyword: Option<&str>) -> Option<Locale> {
+    let keyword = keyword.map(words).unwrap_or_default();
+    let body = words(body);
+    let all = || body.iter().chain(&keyword);
+    if all().any(|w| SPANISH.contains(&w.as_str())) {
+        Some(Locale::Es)
+    } else if all().any(|w| ENGLISH.contains(&w.as_str()) || is_stop_variant(w)) {
+        Some(Locale::En)
+    } else {
+        None
     }
 }
 
@@ -365,6 +499,18 @@ mod tests {
         ("STOPPEN", OptOut),
         ("dejen de escribirme", OptOut),
         ("no más mensajes", OptOut),
+        // Spanish sentences, as the English ones are honoured.
+        ("Por favor no me envíen más mensajes", OptOut),
+        ("ya no quiero recibir estos mensajes", OptOut),
+        ("Quiero darme de baja", OptOut),
+        ("quiero cancelar la suscripción", OptOut),
+        ("No me interesa, gracias", OptOut),
+        ("paren de mandarme textos", OptOut),
+        ("número equivocado", OptOut),
+        ("Bórrenme... eliminen mi número por favor", OptOut),
+        ("no me manden nada más", OptOut),
+        ("COMENZAR", OptIn),
+        ("Sí", OptIn),
         ("Désabonner", OptOut),
         // Opt-in.
         ("START", OptIn),
@@ -412,6 +558,24 @@ mod tests {
             })
             .collect();
         assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn keywords_are_answered_in_their_language() {
+        for text in [
+            "PARAR",
+            "alto",
+            "Por favor no me envíen más mensajes",
+            "AYUDA",
+            "Sí",
+        ] {
+            assert_eq!(language(text, None), Some(Locale::Es), "{text}");
+        }
+        for text in ["STOP", "stop texting me", "HELP", "start", "Stoppp"] {
+            assert_eq!(language(text, None), Some(Locale::En), "{text}");
+        }
+        assert_eq!(language("🛑", None), None);
+        assert_eq!(language("👍", Some("PARAR")), Some(Locale::Es));
     }
 
     #[test]
