@@ -699,3 +699,57 @@ async fn concurrent_patches_lose_no_update() {
         assert_eq!(view[f], false, "{f} was lost");
     }
 }
+
+#[tokio::test]
+async fn the_locale_comes_from_the_browser_once_and_from_the_user_after() {
+    let api = Api::new().await;
+    let opt_in = |lang: &'static str, body: Value| {
+        request(
+            OPT_IN,
+            Edit {
+                user: Some(Some("u-l")),
+                body: Some(body.to_string()),
+                headers: vec![("accept-language", lang)],
+                ..Edit::default()
+            },
+        )
+    };
+    let reply = api
+        .call(opt_in(
+            "es-MX,es;q=0.9,en;q=0.8",
+            json!({"action": "opt_in"}),
+        ))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let prefs = api.call(as_user(PREFS, "u-l", None)).await.body;
+    assert_eq!(prefs["locale"], "es", "first set from Accept-Language");
+    // A later opt-in from an English browser keeps the user's language.
+    api.call(opt_in("en-US", json!({"action": "opt_in"}))).await;
+    assert_eq!(
+        api.call(as_user(PREFS, "u-l", None)).await.body["locale"],
+        "es"
+    );
+    // The user's own choice wins, in either API.
+    api.call(opt_in("es", json!({"action": "opt_in", "locale": "en"})))
+        .await;
+    assert_eq!(
+        api.call(as_user(PREFS, "u-l", None)).await.body["locale"],
+        "en"
+    );
+    let reply = api
+        .call(as_user(PATCH, "u-l", Some(json!({"locale": "es-ES"}))))
+        .await;
+    assert_eq!(reply.body["locale"], "es");
+    assert_eq!(reply.body["updated"], json!(["locale"]));
+    let before = api.prefs("u-l").await.unwrap();
+    for body in [json!({"locale": "fr"}), json!({"locale": null})] {
+        let reply = api.call(as_user(PATCH, "u-l", Some(body))).await;
+        assert_eq!(reply.status, 400, "{:?}", reply.body);
+        assert!(
+            reply.body["details"]["locale"].is_array(),
+            "{:?}",
+            reply.body
+        );
+    }
+    assert_eq!(api.prefs("u-l").await.unwrap(), before);
+}

@@ -15,9 +15,6 @@ use serde::{Deserialize, Serialize};
 /// How long a grant without a number waits for the user to verify one.
 pub const PENDING_GRANT_LIFETIME: SignedDuration = SignedDuration::from_hours(30 * 24);
 
-/// Languages of the replies and templates (`locale` of the preferences).
-pub const LOCALES: [&str; 2] = ["en", "es"];
-
 /// The current preferences of one user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -35,7 +32,7 @@ pub struct Preferences {
     pub toggles: CategoryToggles,
     /// IANA zone (`America/Chicago`), as chosen in the frontend.
     pub time_zone: Option<String>,
-    /// One of [`LOCALES`]; `None` reads as `en`.
+    /// A [`crate::locale::Locale`] code (`en`, `es`); `None` reads as `en`.
     pub locale: Option<String>,
     pub prompt: PromptState,
     pub consent: ConsentState,
@@ -82,8 +79,8 @@ impl Preferences {
     }
 
     /// The language of this user's texts.
-    pub fn locale(&self) -> &str {
-        self.locale.as_deref().unwrap_or("en")
+    pub fn locale(&self) -> crate::locale::Locale {
+        crate::locale::Locale::from_stored(self.locale.as_deref())
     }
 
     /// The number a new grant covers now: the verified number, or none (pending) while the

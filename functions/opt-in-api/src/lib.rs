@@ -27,8 +27,9 @@ use sms_shared::clock::Clock;
 use sms_shared::disclosure;
 use sms_shared::http::{self as api, ApiError, json_response, non_null, nullable, parse_json};
 use sms_shared::kinds::Category;
+use sms_shared::locale::Locale;
 use sms_shared::phone::E164;
-use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, LOCALES, Preferences};
+use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::store::PreferencesStore;
 use std::sync::Arc;
 
@@ -187,6 +188,8 @@ struct OptInBody {
     time_zone: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     disclosure_version: Option<Option<String>>,
+    #[serde(default, deserialize_with = "non_null")]
+    locale: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -212,6 +215,15 @@ async fn post_opt_in(
         None => None,
     };
     let disclosure = parse_disclosure(body.disclosure_version.flatten().as_deref())?;
+    // The language of the user's texts: as asked, else (the first time) the browser's.
+    let locale = match body.locale.as_deref() {
+        Some(raw) => Some(parse_locale(raw)?),
+        None => headers
+            .get(lambda_http::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Locale::from_accept_language),
+    };
+    let asked_locale = body.locale.is_some();
     let now = state.clock.now();
     let prefs = state
         .preferences
@@ -231,6 +243,11 @@ async fn post_opt_in(
                     }
                     if let Some(zone) = &time_zone {
                         p.time_zone = Some(zone.clone());
+                    }
+                    if let Some(locale) = locale
+                        && (asked_locale || p.locale.is_none())
+                    {
+                        p.locale = Some(locale.as_str().to_owned());
                     }
                     p.allow_sms_invitations = true;
                     // Every opt-in is recorded, even a repeated one: it is a fresh act of consent
@@ -287,7 +304,7 @@ impl PreferencesView {
             sms_direct_messages: t.direct_messages,
             sms_achievements: t.achievements,
             time_zone: p.time_zone.clone(),
-            locale: p.locale().to_owned(),
+            locale: p.locale().as_str().to_owned(),
             has_consent,
             consent_given_at: has_consent.then_some(p.consent.given_at).flatten(),
         }
@@ -451,7 +468,7 @@ async fn patch_preferences(
         .update::<ApiError, _>(&caller.user_id, now, |p| {
             let mut events = Vec::new();
             if let Some(locale) = locale {
-                p.locale = Some(locale.to_owned());
+                p.locale = Some(locale.as_str().to_owned());
             }
             if let Some(phone) = &phone {
                 set_phone(p, phone.as_ref());
@@ -513,15 +530,11 @@ fn parse_phone(raw: &str, allowed: &[String]) -> Result<E164, ApiError> {
         .map_err(|e| ApiError::invalid_field(e.code(), "phone_number", e.to_string()))
 }
 
-/// One of the locales the texts exist in.
-fn parse_locale(raw: &str) -> Result<&'static str, ApiError> {
-    LOCALES
-        .iter()
-        .find(|l| l.eq_ignore_ascii_case(raw.trim()))
-        .copied()
-        .ok_or_else(|| {
-            ApiError::invalid_field("invalid_locale", "locale", "locale must be `en` or `es`")
-        })
+/// One of the locales the texts exist in (`es`, `es-MX`, ...).
+fn parse_locale(raw: &str) -> Result<Locale, ApiError> {
+    Locale::from_tag(raw).ok_or_else(|| {
+        ApiError::invalid_field("invalid_locale", "locale", "locale must be `en` or `es`")
+    })
 }
 
 /// The disclosure the client showed: the version it names, else the current one.
