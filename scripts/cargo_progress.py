@@ -124,7 +124,7 @@ class Progress:
         count = f"{self.done:>4}/{self.total}" if self.total else f"{self.done:>4}"
         now = time.monotonic() - self.start
         names = [name for name, n in self.running.items() if n > 0]
-        doing = f"compiling {', '.join(names[:3])}" if names else "linking / waiting"
+        doing = f"compiling {', '.join(names[:3])}" if names else "compiling, linking"
         if len(names) > 3:
             doing += f" (+{len(names) - 3})"
         return f"    [{count}] {elapsed(now):>6}  {doing}"
@@ -149,12 +149,14 @@ class Progress:
             print(f"    {self.note}", file=self.out, flush=True)
         self.emit(force=first)  # the first crate to compile: say so at once
 
-    def finished(self, name: str, fresh: bool) -> None:
+    def finished(self, name: str, fresh: bool, build_script: bool = False) -> None:
         with self.lock:
             self.done += 1
             if not fresh:
                 self.compiled += 1
-            if self.running[name] > 0:
+            # Cargo names a package once ("Compiling x"); its build script is built and run
+            # before the crate itself, which is still compiling after that.
+            if not build_script and self.running[name] > 0:
                 self.running[name] -= 1
         self.emit()
 
@@ -196,9 +198,11 @@ def main(argv=None) -> int:
                 continue
             reason = message.get("reason")
             if reason == "compiler-artifact":
-                progress.finished(package_name(message.get("package_id", "")), bool(message.get("fresh")))
+                kinds = (message.get("target") or {}).get("kind") or []
+                progress.finished(package_name(message.get("package_id", "")), bool(message.get("fresh")),
+                                  build_script="custom-build" in kinds)
             elif reason == "build-script-executed":
-                progress.finished(package_name(message.get("package_id", "")), True)
+                progress.finished(package_name(message.get("package_id", "")), True, build_script=True)
 
     readers = [threading.Thread(target=read_stderr, daemon=True), threading.Thread(target=read_stdout, daemon=True)]
     beat = threading.Thread(target=progress.heartbeat, daemon=True)
