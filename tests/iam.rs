@@ -27,9 +27,11 @@ use integration_tests::conflict::lose_saves;
 use integration_tests::events::sns_event;
 use integration_tests::iam::{Call, Finding, Grant, Recorder, Role, findings, report, suite_calls};
 use integration_tests::sender_fixture::{Fixture, consented_number, invitation, request};
+use integration_tests::sqs::deliver;
 use integration_tests::template::shared_template;
 use integration_tests::{Behavior, SmsStub, TestEnv};
 use jiff::{SignedDuration, Timestamp};
+use sender::Disposition;
 use serde_json::json;
 use sms_shared::clock::ManualClock;
 use sms_shared::kinds::MessageKind;
@@ -280,6 +282,39 @@ async fn sender_role_allows_exactly_what_the_sender_calls() {
         matches!(night[..], [sender::Outcome::Deferred { .. }]),
         "{night:?}"
     );
+
+    // Records that come back later (functions/sender/src/queues.rs): a transient refusal of a
+    // security alert is handed back to come again soon; a record received again while it
+    // still waits (for its window, for the receipt of an attempt in doubt) waits as a copy.
+    f.stub.push(Behavior::InternalError);
+    let alert = request("iam-retry", MessageKind::SecurityAlert, "u-send");
+    let retried = f.outcomes(&f.transactional(), &[alert]).await;
+    assert_eq!(
+        retried,
+        [sender::Outcome::Retry {
+            reason: "provider_transient"
+        }]
+    );
+    f.stub.push(Behavior::Hang);
+    let waiting = [
+        (f.notifications(), invitation("iam-night-2", "u-night")),
+        (
+            f.transactional(),
+            request("iam-doubt", MessageKind::SecurityAlert, "u-send"),
+        ),
+    ];
+    for (queue, body) in waiting {
+        let first = deliver(&f.env, &queue, &[body]).await.remove(0);
+        let settled = f.settle_as_lambda(&queue, &first).await;
+        assert_eq!(settled[0].disposition, Disposition::HandBack, "{settled:?}");
+        let again = f.receive_again(&queue, &first).await;
+        let settled = f.settle_as_lambda(&queue, &again).await;
+        assert_eq!(
+            settled[0].disposition,
+            Disposition::Acknowledge,
+            "{settled:?}"
+        );
+    }
 
     check_role("sender", &f.calls.calls());
 }

@@ -320,7 +320,10 @@ async fn help_is_answered_once_however_often_it_is_delivered() {
 
     let sent = f.stub.sent_to(PHONE);
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].body, template::help_text(&f.config.branding, Locale::En));
+    assert_eq!(
+        sent[0].body,
+        template::help_text(&f.config.branding, Locale::En)
+    );
     assert!(sent[0].body.contains("Msg & data rates may apply"));
     assert!(
         f.prefs("u-1").await.has_consent(),
@@ -383,12 +386,10 @@ async fn a_refused_reply_is_recorded_and_not_retried() {
         [processed(Intent::OptOut, 1, false)]
     );
     assert!(!f.prefs("u-1").await.has_consent());
+    // Recorded as every outbound message records a carrier opt-out (sms_shared::outbound).
     let reply = f.raw(&reply_log_id(STOP_ID)).await;
-    assert_eq!(reply["status"], json!("rejected"));
-    assert_eq!(
-        reply["errorCode"],
-        json!("DESTINATION_PHONE_NUMBER_OPTED_OUT")
-    );
+    assert_eq!(reply["status"], json!("suppressed"));
+    assert_eq!(reply["reason"], json!("carrier_opted_out"));
     assert_eq!(f.handle(sample("stop")).await, [InboundOutcome::Duplicate]);
 }
 

@@ -179,12 +179,16 @@ async fn internal_server_error_is_transient_but_not_throttling() {
 }
 
 #[tokio::test]
-async fn a_hanging_provider_is_a_transient_timeout() {
+async fn a_hanging_provider_is_a_timeout_in_doubt() {
     let stub = SmsStub::start().await;
     let started = Instant::now();
     let err = failure(&stub, Behavior::Hang).await;
     let elapsed = started.elapsed();
-    assert!(matches!(err, SmsError::Transient { .. }), "{err:?}");
+    assert!(matches!(err, SmsError::InDoubt { .. }), "{err:?}");
+    assert!(
+        !err.is_transient(),
+        "never retried as if it had not gone out"
+    );
     assert!(!err.is_throttling());
     assert_eq!(err.code(), "Timeout");
     // The client's own operation timeout ended the call, not something else.
@@ -196,9 +200,9 @@ async fn a_hanging_provider_is_a_transient_timeout() {
 }
 
 #[tokio::test]
-async fn an_answer_after_the_timeout_is_transient_although_the_message_went_out() {
-    // The provider accepted it but answered too late: the caller sees a transient fault and
-    // must rely on the log's claim (not on this answer) to avoid a second SMS.
+async fn an_answer_after_the_timeout_is_in_doubt_because_the_message_went_out() {
+    // The provider accepted it but answered too late: the caller cannot tell, so the error
+    // says "in doubt" and the send protocol keeps the attempt `sending` (DESIGN §6).
     let stub = SmsStub::start().await;
     stub.push(Behavior::Delay(
         CLIENT_OPERATION_TIMEOUT + Duration::from_secs(1),
@@ -208,7 +212,7 @@ async fn an_answer_after_the_timeout_is_transient_although_the_message_went_out(
         .await
         .expect_err("timed out");
     assert_eq!(err.code(), "Timeout");
-    assert!(err.is_transient());
+    assert!(matches!(err, SmsError::InDoubt { .. }), "{err:?}");
     assert_eq!(stub.sent().len(), 1);
 }
 

@@ -101,7 +101,7 @@ async fn claim_creates_the_pending_record() {
     let record = get_log(&log, "req-1").await;
     assert_eq!(record.id, "req-1");
     assert_eq!(record.user_id.as_deref(), Some("u-42"));
-    assert_eq!(record.kind, MessageKind::BattleInvitation);
+    assert_eq!(record.kind, Some(MessageKind::BattleInvitation));
     assert_eq!(record.class, MessageClass::Promotional);
     assert_eq!(record.status, LogStatus::Pending);
     assert_eq!(record.related, Some(related));

@@ -402,7 +402,7 @@ fn throughput_rows(r: &RunResult, part: &mut Part) {
             "DynamoDB requests per sent message",
             f(ddb, 2),
         )
-        .target("≤ 3.2", ddb <= 3.2),
+        .target("≤ 4.2", ddb <= 4.2),
     );
     let calls = r.sms_calls as f64 / sent;
     part.push(

@@ -121,6 +121,15 @@ pub struct Config {
     pub sender_concurrency: usize,
     /// Lambda concurrency the sender may reach; the send rate is shared across it.
     pub sender_max_concurrency: u32,
+    /// How long a claim or a send attempt keeps other invocations off a log record: longer
+    /// than the function's timeout, so a live invocation never loses its record (§6).
+    pub claim_lease: jiff::SignedDuration,
+    /// How long an attempt whose answer was lost waits for its receipt before the takeover
+    /// ends it `unknown` or sends a transactional message once more (§6, default 10 min).
+    pub takeover_wait: jiff::SignedDuration,
+    /// The sender starts no send later than this before its invocation's deadline: room for
+    /// the call's own timeout and the outcome's write (§6 "Deadlines").
+    pub sender_deadline_margin: jiff::SignedDuration,
 }
 
 impl Config {
@@ -234,6 +243,9 @@ impl Config {
             code_hmac_key_secret_id: env.optional("CODE_HMAC_KEY_SECRET_ID"),
             sender_concurrency: env.parse("SENDER_CONCURRENCY", 4usize)?.max(1),
             sender_max_concurrency: env.parse("SENDER_MAX_CONCURRENCY", 2u32)?.max(1),
+            claim_lease: seconds(&env, "SEND_CLAIM_LEASE_SECONDS", 120)?,
+            takeover_wait: seconds(&env, "SEND_TAKEOVER_WAIT_SECONDS", 600)?,
+            sender_deadline_margin: seconds(&env, "SENDER_DEADLINE_MARGIN_SECONDS", 10)?,
         })
     }
 }
@@ -263,6 +275,17 @@ impl Env<'_> {
             }),
         }
     }
+}
+
+/// A whole number of seconds.
+fn seconds(
+    env: &Env<'_>,
+    name: &'static str,
+    default: u32,
+) -> Result<jiff::SignedDuration, ConfigError> {
+    Ok(jiff::SignedDuration::from_secs(i64::from(
+        env.parse(name, default)?,
+    )))
 }
 
 /// `API_BASE_PATH`: `/api/v1` by default; `""` serves the routes at the root.
@@ -446,6 +469,9 @@ pub const ENV_VARS: &[&str] = &[
     "CODE_HMAC_KEY_SECRET_ID",
     "SENDER_CONCURRENCY",
     "SENDER_MAX_CONCURRENCY",
+    "SEND_CLAIM_LEASE_SECONDS",
+    "SEND_TAKEOVER_WAIT_SECONDS",
+    "SENDER_DEADLINE_MARGIN_SECONDS",
 ];
 
 #[cfg(test)]
@@ -484,6 +510,8 @@ mod env_vars_tests {
                     }
                     "SMS_TTL_SECONDS" | "SMS_MAX_SEGMENTS" | "DAILY_PROMOTIONAL_CAP" => "7",
                     "SENDER_CONCURRENCY" | "SENDER_MAX_CONCURRENCY" => "7",
+                    "SEND_CLAIM_LEASE_SECONDS" | "SEND_TAKEOVER_WAIT_SECONDS" => "7",
+                    "SENDER_DEADLINE_MARGIN_SECONDS" => "7",
                     "SMS_PARTS_PER_SECOND" | "MONTHLY_SPEND_CAP_USD" => "7",
                     "TRANSACTIONAL_HARD_CAP_USD" | "SMS_MAX_PRICE" => "7",
                     "PROVIDER_HANDLES_OPT_OUT_REPLY" => "true",
@@ -501,6 +529,9 @@ mod env_vars_tests {
         assert_eq!(c.sms.sender, SenderKind::EndUserMessaging);
         assert_eq!(c.sms.max_segments, 7);
         assert_eq!(c.sender_max_concurrency, 7);
+        assert_eq!(c.claim_lease, jiff::SignedDuration::from_secs(7));
+        assert_eq!(c.takeover_wait, jiff::SignedDuration::from_secs(7));
+        assert_eq!(c.sender_deadline_margin, jiff::SignedDuration::from_secs(7));
         assert_eq!(c.allowed_countries, ["GB"]);
         assert_eq!(c.code_hmac_key_secret_id.as_deref(), Some("set"));
         assert_eq!(c.auth.jwt_key_secret_id.as_deref(), Some("set"));

@@ -6,6 +6,9 @@
 //! AWS adapters behind small traits: [`store`] (DynamoDB tables of DESIGN §9) and [`sms`]
 //! (End User Messaging `SendTextMessage`, and a console sender for local runs).
 //!
+//! The one send protocol every function sends through (claim, record the attempt, send,
+//! finish): [`outbound`].
+//!
 //! Wiring: [`config`] (one struct read from the environment) and [`clock`].
 
 pub mod auth;
@@ -17,9 +20,10 @@ pub mod consent;
 pub mod disclosure;
 pub mod http;
 pub mod keywords;
-pub mod locale;
 pub mod kinds;
+pub mod locale;
 pub mod metrics;
+pub mod outbound;
 pub mod pacing;
 pub mod phone;
 pub mod preferences;

@@ -51,20 +51,33 @@ impl Pacer {
 
     /// Reserves `parts` and waits until they may be sent.
     pub async fn acquire(&self, parts: u32) {
+        self.acquire_by(parts, None).await;
+    }
+
+    /// Reserves `parts` and waits until they may be sent, if that is no later than
+    /// `latest_start`; else reserves nothing, waits for nothing and answers `false` (the
+    /// caller hands the message back: DESIGN §6 "Deadlines").
+    pub async fn acquire_by(&self, parts: u32, latest_start: Option<Instant>) -> bool {
         let wait = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             s.refill(now);
-            s.tokens -= f64::from(parts.max(1));
-            if s.tokens >= 0.0 {
+            let tokens = s.tokens - f64::from(parts.max(1));
+            let wait = if tokens >= 0.0 {
                 Duration::ZERO
             } else {
-                Duration::from_secs_f64(-s.tokens / s.rate)
+                Duration::from_secs_f64(-tokens / s.rate)
+            };
+            if latest_start.is_some_and(|latest| now + wait > latest) {
+                return false;
             }
+            s.tokens = tokens;
+            wait
         };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        true
     }
 
     /// The provider throttled us: halve the rate and drop the burst.
@@ -142,6 +155,26 @@ mod tests {
         pacer.acquire(3).await;
         let elapsed = start.elapsed().as_secs_f64();
         assert!((1.4..=1.6).contains(&elapsed), "{elapsed}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_send_is_started_after_the_latest_start() {
+        let pacer = Pacer::new(1.0, 1);
+        let start = Instant::now();
+        let latest = start + Duration::from_millis(2_500);
+        let mut started = Vec::new();
+        for _ in 0..5 {
+            if pacer.acquire_by(1, Some(latest)).await {
+                started.push(start.elapsed().as_secs_f64());
+            }
+        }
+        // One burst part at once, then one every 1/0.98 s: 0, 1.02, 2.04; 3.06 is too late.
+        assert_eq!(started.len(), 3, "{started:?}");
+        assert!(started.iter().all(|&t| t <= 2.5), "{started:?}");
+        // Refusing reserves nothing: a send without a deadline is not delayed by the refusals.
+        let before = Instant::now();
+        pacer.acquire(1).await;
+        assert!(before.elapsed() <= Duration::from_millis(1_100));
     }
 
     #[tokio::test(start_paused = true)]

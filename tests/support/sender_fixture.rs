@@ -3,10 +3,10 @@
 
 use crate::counting::{RequestCounter, counting_dynamodb};
 use crate::iam::Recorder;
-use crate::sqs::deliver;
+use crate::sqs::{deliver, receive_event};
 use crate::{SmsStub, TestEnv};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use sender::{Outcome, Sender};
+use sender::{Disposition, Outcome, Sender, Settled};
 use sms_shared::Clock;
 use sms_shared::MessageKind;
 use sms_shared::clock::ManualClock;
@@ -123,6 +123,45 @@ impl Fixture {
             out.extend(self.sender.process(&event).await);
         }
         out
+    }
+
+    /// What Lambda's event source mapping does with a batch of `queue`: the sender settles
+    /// it, and the records it acknowledged are deleted. Returns each record's settlement.
+    pub async fn settle_as_lambda(&self, queue: &str, event: &SqsEvent) -> Vec<Settled> {
+        let settled = self.sender.settle_batch(event, None).await;
+        for (record, s) in event.records.iter().zip(&settled) {
+            if s.disposition == Disposition::Acknowledge {
+                let handle = record.receipt_handle.as_deref().expect("a receipt handle");
+                self.env
+                    .sqs
+                    .delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("DeleteMessage");
+            }
+        }
+        settled
+    }
+
+    /// What SQS does when the visibility of the records of `event` runs out (however long
+    /// the sender set it): they become visible now and are received again, with their
+    /// receive counts one higher. Returns what was received (up to 10 messages).
+    pub async fn receive_again(&self, queue: &str, event: &SqsEvent) -> SqsEvent {
+        for record in &event.records {
+            let handle = record.receipt_handle.as_deref().expect("a receipt handle");
+            self.env
+                .sqs
+                .change_message_visibility()
+                .queue_url(queue)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .expect("ChangeMessageVisibility");
+        }
+        receive_event(&self.env, queue, 10).await
     }
 
     pub async fn record(&self, id: &str) -> LogRecord {

@@ -107,6 +107,8 @@ pub struct SentSms {
     pub message_id: String,
     /// The request body as sent.
     pub raw: Value,
+    /// When the request arrived (before any `Delay`).
+    pub at: Instant,
 }
 
 impl SentSms {
@@ -132,6 +134,7 @@ impl SentSms {
             message_feedback_enabled: raw.get("MessageFeedbackEnabled").and_then(Value::as_bool),
             message_id,
             raw,
+            at: Instant::now(),
         }
     }
 }

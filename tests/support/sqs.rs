@@ -35,12 +35,24 @@ pub async fn send_bodies(env: &TestEnv, queue_url: &str, bodies: &[String]) {
 
 /// Receives up to `max` (≤ 10) visible messages and wraps them as one Lambda event.
 pub async fn receive_event(env: &TestEnv, queue_url: &str, max: i32) -> SqsEvent {
+    receive_event_waiting(env, queue_url, max, 0).await
+}
+
+/// [`receive_event`], waiting up to `wait_seconds` (≤ 20) for a message to arrive (SQS's long
+/// poll: a delayed message, one whose visibility is about to run out).
+pub async fn receive_event_waiting(
+    env: &TestEnv,
+    queue_url: &str,
+    max: i32,
+    wait_seconds: i32,
+) -> SqsEvent {
     let arn = queue_arn(env, queue_url).await;
     let out = env
         .sqs
         .receive_message()
         .queue_url(queue_url)
         .max_number_of_messages(max)
+        .wait_time_seconds(wait_seconds)
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .send()
         .await

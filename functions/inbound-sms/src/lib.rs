@@ -15,18 +15,22 @@
 //! 5. reply: the help text, the opt-out confirmation (unless
 //!    `PROVIDER_HANDLES_OPT_OUT_REPLY`: AWS or the carrier already sends it), or the opt-in
 //!    confirmation (when someone with the number is subscribed now). The reply is a log
-//!    record `reply#<inboundMessageId>` claimed before sending, so it is sent once;
+//!    record `reply#<inboundMessageId>` sent by the one send protocol
+//!    ([`sms_shared::outbound`]: claimed, attempt recorded, sent, finished), so it is sent
+//!    once;
 //! 6. write the marker.
 //!
 //! **Why the marker comes last.** Writing it first would make a crash between the marker and
 //! the effects lose a STOP for good. Written last, a retry after a crash redoes steps 3–5,
 //! which are idempotent: a user already revoked (or granted) is left alone and gets no second
-//! history event, and a reply that reached an outcome is not sent again. The only window left
-//! is a crash after `SendTextMessage` succeeded and before the reply record says so: the reply
-//! stays `pending` until its lease ends and a retry sends it again (at most one duplicate
-//! confirmation, never a lost opt-out). Two concurrent deliveries of one message: the version
-//! condition on preferences and the reply claim let one of them act; the other finds the work
-//! done (or the reply busy, and fails so Lambda retries it).
+//! history event, and a reply that reached an outcome is not sent again. A crash (or a lost
+//! answer) between `SendTextMessage` and the reply's outcome leaves the reply `sending`: its
+//! receipt settles it, or the retry after its lease ends it `unknown`; it is never sent twice
+//! (a confirmation is only worth sending within minutes). An opt-out that could not be saved
+//! (a store fault, preferences that kept changing) fails the invocation before the marker, so
+//! it is retried, never lost. Two concurrent deliveries of one message: the version condition
+//! on preferences and the reply claim let one of them act; the other finds the work done (or
+//! the reply busy, and fails so Lambda retries it).
 //!
 //! A transient fault (DynamoDB, a transient SMS error, a reply another invocation is sending)
 //! fails the invocation, so Lambda retries it and finally hands it to the on-failure
@@ -43,11 +47,15 @@ use sms_shared::config::Branding;
 use sms_shared::keywords::{self, Intent};
 use sms_shared::locale::Locale;
 use sms_shared::metrics::MetricSet;
+use sms_shared::outbound::{self, Outbound, Sent};
 use sms_shared::phone::{E164, mask};
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod};
-use sms_shared::sms::{OutboundSms, SmsError, SmsSender};
-use sms_shared::store::inbound::{InboundRecord, NewReply, ReplyClaim, ReplyFinish, reply_log_id};
-use sms_shared::store::{DynamoClient, LogStore, PreferencesStore, StoreError, UpdateError};
+use sms_shared::segments;
+use sms_shared::sms::{SmsError, SmsSender};
+use sms_shared::store::inbound::{InboundRecord, reply_log_id};
+use sms_shared::store::{
+    Claim, DynamoClient, LogStore, NewReply, PreferencesStore, StoreError, UpdateError,
+};
 use sms_shared::template;
 use sms_shared::{Clock, Config, MessageClass};
 use std::sync::Arc;
@@ -55,9 +63,6 @@ use tracing::{info, warn};
 
 /// Name used in metrics.
 const FUNCTION: &str = "inbound-sms";
-
-/// How long a reply claim keeps other invocations off it: longer than the function's timeout.
-pub const REPLY_LEASE: SignedDuration = SignedDuration::from_secs(120);
 
 /// Longest inbound message id accepted (AWS uses UUIDs).
 const MAX_ID_CHARS: usize = 128;
@@ -190,6 +195,8 @@ pub struct InboundSms<S> {
     clock: Arc<dyn Clock>,
     branding: Branding,
     provider_handles_opt_out_reply: bool,
+    /// The lease of a reply's claim and attempt (longer than the function's timeout).
+    lease: SignedDuration,
 }
 
 impl<S: SmsSender> InboundSms<S> {
@@ -201,6 +208,7 @@ impl<S: SmsSender> InboundSms<S> {
             clock,
             branding: config.branding.clone(),
             provider_handles_opt_out_reply: config.sms.provider_handles_opt_out_reply,
+            lease: config.claim_lease,
         }
     }
 
@@ -258,7 +266,8 @@ impl<S: SmsSender> InboundSms<S> {
             Intent::OptIn => {
                 let (granted, subscribed) = self.grant_for_number(number, sent_at, id, now).await?;
                 metrics.add("ConsentGranted", None, granted as f64);
-                let reply = (subscribed > 0).then(|| template::opt_in_confirmation(&self.branding, Locale::En));
+                let reply = (subscribed > 0)
+                    .then(|| template::opt_in_confirmation(&self.branding, Locale::En));
                 (granted, reply)
             }
             Intent::Help => (0, Some(template::help_text(&self.branding, Locale::En))),
@@ -343,7 +352,8 @@ impl<S: SmsSender> InboundSms<S> {
         Ok((granted, subscribed))
     }
 
-    /// Sends the reply once. Returns whether this invocation sent it.
+    /// Sends the reply once, through the one send protocol. Returns whether this invocation
+    /// sent it.
     async fn send_reply(
         &self,
         reply_id: &str,
@@ -353,73 +363,55 @@ impl<S: SmsSender> InboundSms<S> {
         intent: Intent,
         now: Timestamp,
     ) -> Result<bool, InboundError> {
-        let claim = self
-            .log
-            .claim_reply(
-                &NewReply {
-                    id: reply_id,
-                    inbound_message_id: inbound_id,
-                    phone_number: number,
-                    body,
-                    intent: intent.as_str(),
-                },
-                now,
-                REPLY_LEASE,
-            )
-            .await?;
-        let token = match claim {
-            ReplyClaim::Claimed { token } => token,
-            ReplyClaim::Done(status) => {
+        let reply = NewReply {
+            id: reply_id,
+            inbound_message_id: inbound_id,
+            phone_number: number,
+            body,
+            intent: intent.as_str(),
+        };
+        let token = match self.log.claim_reply(&reply, now, self.lease).await? {
+            Claim::Claimed { token, .. } => token,
+            Claim::Done(record) | Claim::SettledUnknown(record) => {
                 info!(
                     inbound_message_id = inbound_id,
-                    status = status.as_str(),
+                    status = record.status.as_str(),
                     "reply already settled"
                 );
                 return Ok(false);
             }
-            ReplyClaim::Busy => return Err(InboundError::ReplyBusy(inbound_id.to_owned())),
+            Claim::Busy { .. } => return Err(InboundError::ReplyBusy(inbound_id.to_owned())),
         };
-        let sms = OutboundSms {
-            to: number,
-            body,
-            class: MessageClass::Transactional,
-            log_id: reply_id,
-            message_feedback: false,
+        let segments = segments::count(body);
+        let outbound = Outbound {
+            log: &self.log,
+            sms: &self.sms,
+            clock: self.clock.as_ref(),
+            lease: self.lease,
         };
-        match self.sms.send(&sms).await {
-            Ok(sent) => {
-                let finish = ReplyFinish::Sent {
-                    provider_message_id: &sent.message_id,
-                };
-                if !self
-                    .log
-                    .finish_reply(reply_id, &token, finish, self.clock.now())
-                    .await?
-                {
-                    warn!(
-                        inbound_message_id = inbound_id,
-                        "reply sent but its claim was lost"
-                    );
-                }
-                Ok(true)
-            }
-            Err(e) if e.is_transient() => {
-                let finish = ReplyFinish::Retry {
-                    error_code: e.code(),
-                };
-                self.log
-                    .finish_reply(reply_id, &token, finish, self.clock.now())
-                    .await?;
-                Err(InboundError::Sms(e))
-            }
-            Err(e) => {
-                warn!(inbound_message_id = inbound_id, to = %mask(number), error = %e, "reply refused by the provider; not retried");
-                let finish = ReplyFinish::Failed {
-                    error_code: e.code(),
-                };
-                self.log
-                    .finish_reply(reply_id, &token, finish, self.clock.now())
-                    .await?;
+        let sent = outbound
+            .send(&outbound::Message {
+                id: reply_id,
+                token: &token,
+                to: number,
+                body,
+                log_body: body,
+                segments: segments.segments,
+                encoding: segments.encoding.as_str(),
+                class: MessageClass::Transactional,
+                message_feedback: false,
+                // Lambda retries a failed invocation.
+                redelivered: true,
+            })
+            .await?;
+        match sent {
+            Sent::Sent { .. } => Ok(true),
+            Sent::ClaimLost => Ok(false),
+            // Maybe sent: the next delivery's takeover settles the reply (never resent).
+            Sent::InDoubt { error } => Err(InboundError::Sms(error)),
+            Sent::Refused { error, .. } if error.is_transient() => Err(InboundError::Sms(error)),
+            Sent::Refused { error, .. } => {
+                warn!(inbound_message_id = inbound_id, to = %mask(number), error = %error, "reply refused by the provider; not retried");
                 Ok(false)
             }
         }

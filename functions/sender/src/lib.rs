@@ -3,20 +3,26 @@
 //! For each record of a batch:
 //! 1. parse and render; an invalid body goes to the dead-letter queue with its reason;
 //! 2. claim the request id in the log with one conditional write: a duplicate delivery, or a
-//!    request another invocation is working on, stops here;
+//!    request another invocation is working on, stops here; an attempt in doubt is taken over
+//!    by the rule of §6 ([`LogStore::claim`]);
 //! 3. decide consent, preferences, country, quiet hours and spend (§4) with the user's
 //!    preferences as they are now (one `BatchGetItem` for the whole batch);
 //! 4. reserve the per-user caps with atomic counters (§7);
-//! 5. wait for the pacer (the origination identity's rate), send, record the outcome.
+//! 5. wait for the pacer (the origination identity's rate) unless the send could then not
+//!    start before the invocation's deadline less [`Config::sender_deadline_margin`] (the
+//!    record goes back to SQS as a retry instead), and send through the one send protocol
+//!    ([`sms_shared::outbound`]: record the attempt, send with the request id as `Context`,
+//!    record the outcome).
 //!
-//! Every record ends in exactly one outcome ([`Outcome`]); only `retry` and `deferred`
-//! are reported as `batchItemFailures` so SQS delivers them again.
+//! Every record ends in exactly one outcome ([`Outcome`]); `retry` and `deferred` records
+//! come back from SQS (handed back, or for a wait of known length, a fresh copy: see
+//! [`queues`]), the others are acknowledged.
 
 mod outcome;
-mod queues;
+pub mod queues;
 
 pub use outcome::Outcome;
-pub use queues::{MAX_DELAY, QueueError, Queues};
+pub use queues::{Disposition, MAX_DELAY, QueueError, Queues};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt;
@@ -24,12 +30,13 @@ use jiff::{SignedDuration, Timestamp};
 use sms_shared::config::{Branding, Limits};
 use sms_shared::consent::{self, Decision, SendCheck, SuppressReason, Usage};
 use sms_shared::metrics::MetricSet;
+use sms_shared::outbound::{self, Outbound};
 use sms_shared::pacing::Pacer;
 use sms_shared::phone::E164;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::quiet_hours;
 use sms_shared::request::{RequestError, SendRequest};
-use sms_shared::sms::{OutboundSms, SmsError, SmsSender};
+use sms_shared::sms::{SmsError, SmsSender};
 use sms_shared::store::batch::read_preferences_and_counters;
 use sms_shared::store::log::counter_ids;
 use sms_shared::store::{
@@ -39,12 +46,12 @@ use sms_shared::store::{
 use sms_shared::template::{self, RenderedMessage};
 use sms_shared::{Clock, Config, MessageClass};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-/// How long a claim keeps other invocations off a request: longer than the function's
-/// timeout, so a live invocation never loses its claim.
-pub const CLAIM_LEASE: SignedDuration = SignedDuration::from_secs(120);
+/// When a record handed back after a transient fault comes again.
+pub const RETRY_DELAY: SignedDuration = SignedDuration::from_secs(10);
 
 /// Name used in metrics and logs.
 const FUNCTION: &str = "sender";
@@ -63,20 +70,15 @@ pub struct Sender<S> {
     allowed_countries: Vec<String>,
     max_segments: u32,
     concurrency: usize,
-    /// Sends whose outcome could not be written (DynamoDB unreachable right after the send).
-    /// When SQS delivers the record again to this instance, the record is completed from
-    /// here instead of sending a second SMS.
-    unrecorded: Mutex<HashMap<String, UnrecordedSend>>,
+    lease: SignedDuration,
+    deadline_margin: SignedDuration,
 }
 
-#[derive(Debug, Clone)]
-struct UnrecordedSend {
-    token: String,
-    provider_message_id: String,
-    phone_number: String,
-    body: String,
-    segments: u32,
-    encoding: &'static str,
+/// What became of one record: its outcome, and whether SQS keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub outcome: Outcome,
+    pub disposition: Disposition,
 }
 
 /// What one batch shares: everyone's preferences and the month's spend.
@@ -102,7 +104,8 @@ impl<S: SmsSender> Sender<S> {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            log: LogStore::new(dynamodb.clone(), &config.tables.log),
+            log: LogStore::new(dynamodb.clone(), &config.tables.log)
+                .with_takeover_wait(config.takeover_wait),
             prefs: PreferencesStore::new(dynamodb.clone(), &config.tables.preferences),
             counters: Counters::new(
                 dynamodb,
@@ -118,7 +121,8 @@ impl<S: SmsSender> Sender<S> {
             allowed_countries: config.allowed_countries.clone(),
             max_segments: config.sms.max_segments,
             concurrency: config.sender_concurrency,
-            unrecorded: Mutex::new(HashMap::new()),
+            lease: config.claim_lease,
+            deadline_margin: config.sender_deadline_margin,
         }
     }
 
@@ -127,14 +131,25 @@ impl<S: SmsSender> Sender<S> {
         &self.sms
     }
 
-    /// Handles one SQS batch. Never fails as a whole: each record's fate is in the response.
+    /// Handles one SQS batch with no deadline. Never fails as a whole: each record's fate is
+    /// in the response.
     pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-        let outcomes = self.process(&event).await;
+        self.handle_until(event, None).await
+    }
+
+    /// Handles one SQS batch that must be done by `deadline` (the invocation's): no send
+    /// starts later than the deadline less the margin; records that cannot are handed back.
+    pub async fn handle_until(
+        &self,
+        event: SqsEvent,
+        deadline: Option<Instant>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        let settled = self.settle_batch(&event, deadline).await;
         let mut metrics = MetricSet::default();
         let mut response = SqsBatchResponse::default();
-        for (record, outcome) in event.records.iter().zip(&outcomes) {
-            outcome.count(&mut metrics);
-            if outcome.needs_redelivery() {
+        for (record, settled) in event.records.iter().zip(&settled) {
+            settled.outcome.count(&mut metrics);
+            if settled.disposition == Disposition::HandBack {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = record.message_id.clone().unwrap_or_default();
                 response.batch_item_failures.push(failure);
@@ -144,8 +159,21 @@ impl<S: SmsSender> Sender<S> {
         Ok(response)
     }
 
-    /// Settles every record of a batch; outcomes in record order.
+    /// Settles every record of a batch (no deadline); outcomes in record order.
     pub async fn process(&self, event: &SqsEvent) -> Vec<Outcome> {
+        self.settle_batch(event, None)
+            .await
+            .into_iter()
+            .map(|s| s.outcome)
+            .collect()
+    }
+
+    /// Settles every record of a batch; in record order.
+    pub async fn settle_batch(&self, event: &SqsEvent, deadline: Option<Instant>) -> Vec<Settled> {
+        let latest_start = deadline.map(|d| {
+            d.checked_sub(self.deadline_margin.unsigned_abs())
+                .unwrap_or_else(Instant::now)
+        });
         let parsed: Vec<Result<SendRequest, RequestError>> = event
             .records
             .iter()
@@ -182,10 +210,10 @@ impl<S: SmsSender> Sender<S> {
             }
         };
         let context = context.as_ref();
-        let mut indexed: Vec<(usize, Outcome)> =
+        let mut indexed: Vec<(usize, Settled)> =
             futures_util::stream::iter(event.records.iter().zip(parsed).enumerate())
                 .map(|(i, (record, parsed))| async move {
-                    (i, self.settle(record, parsed, context).await)
+                    (i, self.settle(record, parsed, context, latest_start).await)
                 })
                 .buffer_unordered(self.concurrency)
                 .collect()
@@ -199,19 +227,47 @@ impl<S: SmsSender> Sender<S> {
         record: &SqsMessage,
         parsed: Result<SendRequest, RequestError>,
         context: Option<&BatchContext>,
-    ) -> Outcome {
+        latest_start: Option<Instant>,
+    ) -> Settled {
         let message_id = record.message_id.as_deref().unwrap_or("unknown");
-        let outcome = match parsed {
-            Err(err) => self.reject(record, &err.to_string()).await,
+        let step = match parsed {
+            Err(err) => Step::Done(self.reject(record, &err.to_string()).await),
             Ok(request) => match context {
-                Some(context) => self.send_request(record, &request, context).await,
-                None => Outcome::Retry {
+                Some(context) => {
+                    self.send_request(record, &request, context, latest_start)
+                        .await
+                }
+                None => Step::Done(Outcome::Retry {
                     reason: "store_unavailable",
-                },
+                }),
             },
         };
+        let now = self.clock.now();
+        let (outcome, disposition) = match step {
+            Step::Done(outcome) => {
+                let disposition = match &outcome {
+                    Outcome::Retry { reason: "deadline" } => {
+                        // Another instance (or the next invocation) takes it at once.
+                        self.queues.retry_in(record, SignedDuration::ZERO).await
+                    }
+                    Outcome::Retry { .. } => self.queues.retry_in(record, RETRY_DELAY).await,
+                    Outcome::Deferred { until } => {
+                        self.queues.later(record, until.duration_since(now)).await
+                    }
+                    _ => Disposition::Acknowledge,
+                };
+                (outcome, disposition)
+            }
+            Step::Later { outcome, until } => {
+                let disposition = self.queues.later(record, until.duration_since(now)).await;
+                (outcome, disposition)
+            }
+        };
         outcome.log(message_id);
-        outcome
+        Settled {
+            outcome,
+            disposition,
+        }
     }
 
     /// An invalid body: to the dead-letter queue at once, or retried if that fails (SQS's
@@ -236,7 +292,8 @@ impl<S: SmsSender> Sender<S> {
         record: &SqsMessage,
         request: &SendRequest,
         context: &BatchContext,
-    ) -> Outcome {
+        latest_start: Option<Instant>,
+    ) -> Step {
         let rendered = match template::render(
             request.kind,
             &request.params,
@@ -245,13 +302,15 @@ impl<S: SmsSender> Sender<S> {
         ) {
             Ok(rendered) => rendered,
             Err(e) => {
-                return self
-                    .reject(record, &format!("invalid request {}: {e}", request.id))
-                    .await;
+                return Step::Done(
+                    self.reject(record, &format!("invalid request {}: {e}", request.id))
+                        .await,
+                );
             }
         };
-        if let Some(outcome) = self.complete_unrecorded(&request.id).await {
-            return outcome;
+        if latest_start.is_some_and(|latest| Instant::now() >= latest) {
+            // Too late to start anything: not even claimed, so the next delivery may at once.
+            return Step::Done(Outcome::Retry { reason: "deadline" });
         }
 
         let now = self.clock.now();
@@ -261,22 +320,22 @@ impl<S: SmsSender> Sender<S> {
             kind: request.kind,
             related: request.related.as_ref(),
         };
-        let token = match self.log.claim(&new, now, CLAIM_LEASE).await {
+        let token = match self.log.claim(&new, now, self.lease).await {
             Ok(Claim::Claimed { token, .. }) => token,
-            Ok(Claim::Done(_)) => return Outcome::Duplicate,
-            Ok(Claim::Busy {
-                status: LogStatus::Deferred,
-                until_ms,
-            }) => {
+            Ok(Claim::Done(_)) => return Step::Done(Outcome::Duplicate),
+            Ok(Claim::SettledUnknown(_)) => return Step::Done(Outcome::Unknown),
+            Ok(Claim::Busy { status, until_ms }) => {
                 let until = Timestamp::from_millisecond(until_ms).unwrap_or(now);
-                return self.hide_until(record, until, now).await;
-            }
-            Ok(Claim::Busy { .. }) => {
-                return Outcome::Retry {
-                    reason: "in_flight",
+                let outcome = match status {
+                    LogStatus::Deferred => Outcome::Deferred { until },
+                    LogStatus::Sending => Outcome::Retry { reason: "in_doubt" },
+                    _ => Outcome::Retry {
+                        reason: "in_flight",
+                    },
                 };
+                return Step::Later { outcome, until };
             }
-            Err(e) => return store_retry(&e),
+            Err(e) => return Step::Done(store_retry(&e)),
         };
         let claim = ClaimRef {
             id: &request.id,
@@ -284,7 +343,7 @@ impl<S: SmsSender> Sender<S> {
         };
 
         if request.not_after.is_some_and(|t| t <= now) {
-            return self.finish(&claim, Finish::Expired, Outcome::Expired).await;
+            return Step::Done(self.finish(&claim, Finish::Expired, Outcome::Expired).await);
         }
 
         let prefs = context.prefs.get(&request.user_id);
@@ -305,19 +364,18 @@ impl<S: SmsSender> Sender<S> {
         // The number `decide` parsed from the preferences: parsed once per message.
         let number = match decision {
             Decision::Send(number) => number,
-            Decision::Suppress(reason) => return self.suppress(&claim, reason, phone).await,
+            Decision::Suppress(reason) => {
+                return Step::Done(self.suppress(&claim, reason, phone).await);
+            }
             Decision::Defer { until } => {
-                let finish = self
-                    .finish(
+                return Step::Done(
+                    self.finish(
                         &claim,
                         Finish::Deferred { until },
                         Outcome::Deferred { until },
                     )
-                    .await;
-                if !matches!(finish, Outcome::Deferred { .. }) {
-                    return finish;
-                }
-                return self.hide_until(record, until, now).await;
+                    .await,
+                );
             }
         };
 
@@ -325,72 +383,134 @@ impl<S: SmsSender> Sender<S> {
         let reservation = if class == MessageClass::Promotional {
             match self.reserve(&request.user_id, &number, now).await {
                 Ok(Ok(reservation)) => reservation,
-                Ok(Err(reason)) => return self.suppress(&claim, reason, phone).await,
+                Ok(Err(reason)) => return Step::Done(self.suppress(&claim, reason, phone).await),
                 Err(e) => {
-                    return self
-                        .finish(
+                    return Step::Done(
+                        self.finish(
                             &claim,
                             retry_finish("store", &e.to_string()),
                             store_retry(&e),
                         )
-                        .await;
+                        .await,
+                    );
                 }
             }
         } else {
             Reservation::default()
         };
 
-        self.pacer.acquire(rendered.segments.segments).await;
-        let sent = self
-            .sms
-            .send(&OutboundSms {
-                to: number.as_str(),
-                body: &rendered.body,
-                class,
-                log_id: &request.id,
-                message_feedback: false,
-            })
-            .await;
-        match sent {
-            Ok(sent) => {
-                self.pacer.succeeded();
-                self.record_sent(&claim, &sent.message_id, &number, &rendered)
-                    .await
-            }
-            Err(err) => {
+        if !self
+            .pacer
+            .acquire_by(rendered.segments.segments, latest_start)
+            .await
+        {
+            // The pace leaves no room before the deadline: give the record back unsent.
+            self.release(reservation, now).await;
+            info!(
+                request_id = claim.id,
+                "no room before the deadline; handed back"
+            );
+            return Step::Done(
+                self.finish(
+                    &claim,
+                    retry_finish("deadline", "no room before the invocation's deadline"),
+                    Outcome::Retry { reason: "deadline" },
+                )
+                .await,
+            );
+        }
+        Step::Done(
+            self.send_claimed(&claim, &number, &rendered, class, reservation, now)
+                .await,
+        )
+    }
+
+    /// Sends a claimed, decided request through the one send protocol.
+    async fn send_claimed(
+        &self,
+        claim: &ClaimRef<'_>,
+        number: &E164,
+        rendered: &RenderedMessage,
+        class: MessageClass,
+        reservation: Reservation,
+        now: Timestamp,
+    ) -> Outcome {
+        let outbound = Outbound {
+            log: &self.log,
+            sms: &self.sms,
+            clock: self.clock.as_ref(),
+            lease: self.lease,
+        };
+        let message = outbound::Message {
+            id: claim.id,
+            token: claim.token,
+            to: number.as_str(),
+            body: &rendered.body,
+            log_body: &rendered.log_body,
+            segments: rendered.segments.segments,
+            encoding: rendered.segments.encoding.as_str(),
+            class,
+            message_feedback: false,
+            redelivered: true,
+        };
+        match outbound.send(&message).await {
+            Err(e) => {
                 self.release(reservation, now).await;
-                self.provider_failure(&claim, err, class, &number).await
+                store_retry(&e)
+            }
+            Ok(outbound::Sent::ClaimLost) => {
+                self.release(reservation, now).await;
+                Outcome::Duplicate
+            }
+            Ok(outbound::Sent::Sent { recorded, .. }) => {
+                self.pacer.succeeded();
+                if recorded {
+                    Outcome::Sent
+                } else {
+                    // Not acknowledged: the record stays `sending`; a receipt settles it, or
+                    // the takeover of the redelivery does (§6).
+                    Outcome::Retry {
+                        reason: "sent_not_recorded",
+                    }
+                }
+            }
+            // Maybe sent: the counter slots stay taken.
+            Ok(outbound::Sent::InDoubt { .. }) => Outcome::Retry { reason: "in_doubt" },
+            Ok(outbound::Sent::Refused { error, recorded }) => {
+                self.release(reservation, now).await;
+                let outcome = self.refused(claim, &error, class, number).await;
+                if recorded {
+                    outcome
+                } else {
+                    Outcome::Retry {
+                        reason: "store_unavailable",
+                    }
+                }
             }
         }
     }
 
-    async fn provider_failure(
+    /// The outcome of a refusal the protocol recorded; a carrier opt-out also revokes
+    /// consent for the number (§6).
+    async fn refused(
         &self,
         claim: &ClaimRef<'_>,
-        err: SmsError,
+        err: &SmsError,
         class: MessageClass,
         number: &E164,
     ) -> Outcome {
         if err.is_throttling() {
             self.pacer.throttled();
         }
-        match &err {
-            SmsError::Transient { code, message } => {
+        match err {
+            SmsError::Transient { code, .. } => {
                 warn!(
                     request_id = claim.id,
                     code, "transient provider error; will retry"
                 );
-                self.finish(
-                    claim,
-                    Finish::Retry {
-                        error_code: code,
-                        error_message: message,
-                    },
-                    Outcome::Retry {
-                        reason: "provider_transient",
-                    },
-                )
-                .await
+                Outcome::Retry {
+                    reason: "provider_transient",
+                }
             }
             SmsError::OptedOut => {
                 // AWS or the carrier holds an opt-out: treat it as the user's STOP (§6).
@@ -416,16 +536,10 @@ impl<S: SmsSender> Sender<S> {
                         error!(error = %e, to = %number, "could not revoke consent after a carrier opt-out");
                     }
                 }
-                self.suppress(
-                    claim,
-                    SuppressReason::CarrierOptedOut,
-                    Some(number.as_str()),
-                )
-                .await
+                Outcome::Suppressed(SuppressReason::CarrierOptedOut)
             }
             SmsError::SpendLimitReached if class == MessageClass::Promotional => {
-                self.suppress(claim, SuppressReason::SpendLimit, Some(number.as_str()))
-                    .await
+                Outcome::Suppressed(SuppressReason::SpendLimit)
             }
             SmsError::SpendLimitReached => {
                 // Transactional: keep retrying so it reaches the DLQ and its alarm (§6).
@@ -433,115 +547,22 @@ impl<S: SmsSender> Sender<S> {
                     request_id = claim.id,
                     "account spend limit reached for a transactional message"
                 );
-                self.finish(
-                    claim,
-                    retry_finish(err.code(), "monthly spend limit reached"),
-                    Outcome::Retry {
-                        reason: "spend_limit",
-                    },
-                )
-                .await
+                Outcome::Retry {
+                    reason: "spend_limit",
+                }
             }
             SmsError::Permanent { code, message } => {
                 warn!(
                     request_id = claim.id,
                     code, message, "provider refused the message"
                 );
-                let reason = format!("provider_{code}");
-                self.finish(
-                    claim,
-                    Finish::Rejected { reason: &reason },
-                    Outcome::Rejected {
-                        reason: reason.clone(),
-                        dead_lettered: false,
-                    },
-                )
-                .await
-            }
-        }
-    }
-
-    async fn record_sent(
-        &self,
-        claim: &ClaimRef<'_>,
-        message_id: &str,
-        number: &E164,
-        rendered: &RenderedMessage,
-    ) -> Outcome {
-        let finish = Finish::Sent {
-            provider_message_id: message_id,
-            phone_number: number.as_str(),
-            body: &rendered.log_body,
-            segments: rendered.segments.segments,
-            encoding: rendered.segments.encoding.as_str(),
-        };
-        match self
-            .log
-            .finish(claim.id, claim.token, finish, self.clock.now())
-            .await
-        {
-            Ok(true) => Outcome::Sent,
-            Ok(false) => {
-                // Our lease ran out and another invocation took the request over: it sees a
-                // claimable record and may send too. Lease > timeout makes this a crash case.
-                error!(
-                    request_id = claim.id,
-                    "sent, but the claim was lost before recording"
-                );
-                Outcome::Sent
-            }
-            Err(e) => {
-                error!(error = %e, request_id = claim.id, "sent, but the log could not be written; kept for redelivery");
-                self.unrecorded
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        claim.id.to_owned(),
-                        UnrecordedSend {
-                            token: claim.token.to_owned(),
-                            provider_message_id: message_id.to_owned(),
-                            phone_number: number.as_str().to_owned(),
-                            body: rendered.log_body.clone(),
-                            segments: rendered.segments.segments,
-                            encoding: rendered.segments.encoding.as_str(),
-                        },
-                    );
-                Outcome::Retry {
-                    reason: "sent_not_recorded",
+                Outcome::Rejected {
+                    reason: format!("provider_{code}"),
+                    dead_lettered: false,
                 }
             }
+            SmsError::InDoubt { .. } => Outcome::Retry { reason: "in_doubt" },
         }
-    }
-
-    /// A redelivered record whose SMS this instance already sent: write the outcome now.
-    async fn complete_unrecorded(&self, id: &str) -> Option<Outcome> {
-        let pending = self
-            .unrecorded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()?;
-        let finish = Finish::Sent {
-            provider_message_id: &pending.provider_message_id,
-            phone_number: &pending.phone_number,
-            body: &pending.body,
-            segments: pending.segments,
-            encoding: pending.encoding,
-        };
-        let outcome = match self
-            .log
-            .finish(id, &pending.token, finish, self.clock.now())
-            .await
-        {
-            Ok(true) => Outcome::Sent,
-            Ok(false) => Outcome::Duplicate,
-            Err(e) => return Some(store_retry(&e)),
-        };
-        self.unrecorded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        Some(outcome)
     }
 
     /// Reserves the daily cap and, for stricter states, the rolling 24 h cap.
@@ -627,15 +648,16 @@ impl<S: SmsSender> Sender<S> {
             Err(e) => store_retry(&e),
         }
     }
+}
 
-    /// Quiet hours: make the record invisible until the window opens and ask for redelivery.
-    async fn hide_until(&self, record: &SqsMessage, until: Timestamp, now: Timestamp) -> Outcome {
-        if let Err(e) = self.queues.delay(record, until.duration_since(now)).await {
-            // It comes back after the queue's visibility timeout and is deferred again.
-            warn!(error = %e, "could not extend the visibility of a deferred request");
-        }
-        Outcome::Deferred { until }
-    }
+/// Where a record's handling ended: an outcome, or a wait of known length.
+enum Step {
+    Done(Outcome),
+    /// Busy until `until` (deferred, in doubt, another invocation's lease).
+    Later {
+        outcome: Outcome,
+        until: Timestamp,
+    },
 }
 
 /// The id and token of a claimed request.

@@ -6,6 +6,7 @@ use sms_shared::sms::AnySender;
 use sms_shared::store::DynamoClient;
 use sms_shared::{Config, SystemClock};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -23,7 +24,14 @@ async fn main() -> Result<(), Error> {
         Arc::new(SystemClock),
     );
     run(service_fn(|event: LambdaEvent<_>| {
-        sender.handle(event.payload)
+        // The invocation's deadline, on the monotonic clock the pacer waits on.
+        let left = event
+            .context
+            .deadline()
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let deadline = tokio::time::Instant::now() + left;
+        sender.handle_until(event.payload, Some(deadline))
     }))
     .await
 }

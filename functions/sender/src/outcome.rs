@@ -15,6 +15,9 @@ pub enum Outcome {
         dead_lettered: bool,
     },
     Expired,
+    /// An earlier attempt's answer was lost and no receipt came within the wait: maybe sent,
+    /// never resent (promotional, DESIGN §6).
+    Unknown,
     /// Already settled by an earlier delivery.
     Duplicate,
     /// Quiet hours: hidden on the queue until `until`.
@@ -34,6 +37,7 @@ impl Outcome {
             Outcome::Suppressed(_) => "suppressed",
             Outcome::Rejected { .. } => "rejected",
             Outcome::Expired => "expired",
+            Outcome::Unknown => "unknown",
             Outcome::Duplicate => "duplicate",
             Outcome::Deferred { .. } => "deferred",
             Outcome::Retry { .. } => "retry",
@@ -51,6 +55,7 @@ impl Outcome {
             Outcome::Suppressed(reason) => metrics.add("Suppressed", Some(reason.as_str()), 1.0),
             Outcome::Rejected { .. } => metrics.count("Rejected"),
             Outcome::Expired => metrics.count("Expired"),
+            Outcome::Unknown => metrics.count("Unknown"),
             Outcome::Duplicate => metrics.count("Duplicate"),
             Outcome::Deferred { .. } => metrics.count("Deferred"),
             Outcome::Retry { reason } => metrics.add("Retried", Some(reason), 1.0),

@@ -1,5 +1,15 @@
 //! The two send queues and their dead-letter queues, as the sender sees them: where a
-//! record came from, how to hide it until quiet hours end, where to put an invalid body.
+//! record came from, how to bring it back later (quiet hours, an attempt in doubt, a
+//! transient fault, the deadline), where to put an invalid body.
+//!
+//! **Waiting without walking into the dead-letter queue** (DESIGN §6). Every receive counts
+//! toward the queue's `maxReceiveCount`, and a record that must wait for a known time (the
+//! quiet-hours window, the wait of an attempt in doubt) may be received many times before it
+//! is due. So a record waits in place (its visibility extended) only on its first receive;
+//! received again, it is acknowledged and a fresh copy of its body is enqueued with a delay
+//! (at most SQS's 15 minutes, then it waits in place again). The copy starts at receive count
+//! 0, so waiting never spends the retries that transient faults need; the log keeps the
+//! record `deferred` with its time, and the request id keeps a copy from sending twice.
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_sqs::Client;
@@ -10,6 +20,27 @@ use tracing::warn;
 
 /// SQS caps a message's visibility timeout at 12 h; stay just under it.
 pub const MAX_DELAY: SignedDuration = SignedDuration::from_secs(12 * 3600 - 60);
+
+/// SQS caps a message's delivery delay at 15 minutes.
+pub const MAX_MESSAGE_DELAY: SignedDuration = SignedDuration::from_secs(900);
+
+/// What becomes of an SQS record after the sender is done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Deleted by Lambda (not in `batchItemFailures`).
+    Acknowledge,
+    /// Reported in `batchItemFailures`: SQS delivers it again when its visibility ends.
+    HandBack,
+}
+
+/// The receive count SQS reports for the record (1 when absent).
+pub fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
 
 #[derive(Debug, Clone)]
 struct Route {
@@ -111,6 +142,51 @@ impl Queues {
         Ok(())
     }
 
+    /// Brings the record back in `by` (see the module documentation): on its first receive
+    /// it is handed back with its visibility extended; else a copy is enqueued with a delay
+    /// and the record is acknowledged. If SQS refuses, it is handed back as it is (it comes
+    /// back after the queue's visibility timeout).
+    pub async fn later(&self, record: &SqsMessage, by: SignedDuration) -> Disposition {
+        if receive_count(record) <= 1 {
+            if let Err(e) = self.delay(record, by).await {
+                warn!(error = %e, "could not extend the visibility of a waiting record");
+            }
+            return Disposition::HandBack;
+        }
+        match self.requeue(record, by).await {
+            Ok(()) => Disposition::Acknowledge,
+            Err(e) => {
+                warn!(error = %e, "could not enqueue the copy of a waiting record");
+                Disposition::HandBack
+            }
+        }
+    }
+
+    /// Enqueues the record's body again on its queue, delivered in `by` (at most
+    /// [`MAX_MESSAGE_DELAY`]).
+    async fn requeue(&self, record: &SqsMessage, by: SignedDuration) -> Result<(), QueueError> {
+        let route = self.route(record).ok_or(QueueError::UnknownQueue)?;
+        let body = record.body.as_deref().ok_or(QueueError::NoBody)?;
+        let seconds = by.clamp(SignedDuration::ZERO, MAX_MESSAGE_DELAY).as_secs();
+        self.sqs
+            .send_message()
+            .queue_url(&route.url)
+            .message_body(body)
+            .delay_seconds(i32::try_from(seconds).unwrap_or(0))
+            .send()
+            .await
+            .map_err(|e| QueueError::Sqs(aws_sdk_sqs::Error::from(e).to_string()))?;
+        Ok(())
+    }
+
+    /// Hands the record back to come again in `by` (a transient fault, the deadline).
+    pub async fn retry_in(&self, record: &SqsMessage, by: SignedDuration) -> Disposition {
+        if let Err(e) = self.delay(record, by).await {
+            warn!(error = %e, "could not set the visibility of a retried record");
+        }
+        Disposition::HandBack
+    }
+
     /// Hides the record until `by` from now (at most [`MAX_DELAY`]); it comes back then and
     /// is decided again.
     pub async fn delay(&self, record: &SqsMessage, by: SignedDuration) -> Result<(), QueueError> {
@@ -155,6 +231,8 @@ pub enum QueueError {
     NoDeadLetterQueue,
     #[error("record has no receipt handle")]
     NoReceiptHandle,
+    #[error("record has no body")]
+    NoBody,
     #[error("SQS request failed: {0}")]
     Sqs(String),
 }

@@ -32,16 +32,17 @@ use sms_shared::clock::Clock;
 use sms_shared::consent::{self, Decision, SendCheck, SuppressReason, Usage};
 use sms_shared::http::{self as api, ApiError, json_response, parse_json};
 use sms_shared::kinds::{MessageClass, MessageKind};
+use sms_shared::outbound::{self, Outbound, Sent};
 use sms_shared::phone::E164;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod};
 use sms_shared::secrets::SecretKey;
-use sms_shared::sms::{OutboundSms, SmsError, SmsSender};
+use sms_shared::sms::{SmsError, SmsSender};
 use sms_shared::store::batch::read_preferences_and_counters;
 use sms_shared::store::log::counter_ids;
 use sms_shared::store::schema::LOG_KEY;
 use sms_shared::store::{
-    Bounded, Claim, CodeRecord, Counters, Finish, LogStore, NewLogRecord, PreferencesStore,
-    PutCode, UpdateError, VerificationStore,
+    Bounded, Claim, CodeRecord, Counters, LogStore, NewLogRecord, PreferencesStore, PutCode,
+    UpdateError, VerificationStore,
 };
 use sms_shared::template;
 use sms_shared::verification::{
@@ -53,9 +54,6 @@ use tracing::{error, info, warn};
 /// Routes below `API_BASE_PATH`.
 pub const START_PATH: &str = "/notifications/me/phone-verification";
 pub const CHECK_PATH: &str = "/notifications/me/phone-verification/check";
-
-/// How long the log claim of a code's SMS lasts (the send takes well under this).
-const LOG_LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
 /// Everything the handler needs, built once per cold start.
 pub struct State<S> {
@@ -330,7 +328,7 @@ async fn start<S: SmsSender>(
                 related: None,
             },
             now,
-            LOG_LEASE,
+            state.config.claim_lease,
         )
         .await
         .map_err(|e| internal("claiming the log record failed", &e))?
@@ -344,71 +342,66 @@ async fn start<S: SmsSender>(
         }
     };
 
-    let sent = state
-        .sender
-        .send(&OutboundSms {
-            to: number.as_str(),
-            body: &rendered.body,
-            class: MessageClass::Transactional,
-            log_id: &log_id,
-            message_feedback: true,
-        })
-        .await;
-    let finish_at = state.clock.now();
+    // The one send protocol: attempt recorded, sent, outcome recorded. No redelivery: a
+    // refused code ends `rejected` and the user asks for another.
+    let sent = Outbound {
+        log: &state.log,
+        sms: &state.sender,
+        clock: state.clock.as_ref(),
+        lease: state.config.claim_lease,
+    }
+    .send(&outbound::Message {
+        id: &log_id,
+        token: &token,
+        to: number.as_str(),
+        body: &rendered.body,
+        log_body: &rendered.log_body,
+        segments: rendered.segments.segments,
+        encoding: rendered.segments.encoding.as_str(),
+        class: MessageClass::Transactional,
+        message_feedback: true,
+        redelivered: false,
+    })
+    .await
+    .map_err(|e| internal("recording the code's attempt failed", &e))?;
+    let accepted = || {
+        country_metric("VerificationCodesSent", number.country());
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            &StartAnswer {
+                expires_in_seconds: CODE_LIFETIME.as_secs(),
+                resend_after_seconds: RESEND_COOLDOWN.as_secs(),
+                phone_number: number.masked(),
+            },
+        ))
+    };
     match sent {
-        Ok(sent) => {
-            let finished = state
-                .log
-                .finish(
-                    &log_id,
-                    &token,
-                    Finish::Sent {
-                        provider_message_id: &sent.message_id,
-                        phone_number: number.as_str(),
-                        body: &rendered.log_body,
-                        segments: rendered.segments.segments,
-                        encoding: rendered.segments.encoding.as_str(),
-                    },
-                    finish_at,
-                )
-                .await;
-            if let Err(e) = finished {
-                // The code is out; a missing log outcome must not make the user retry.
-                error!(error = %e, log_id = %log_id, "recording the sent code failed");
-            }
+        Sent::Sent { message_id, .. } => {
+            // The code is out; a missing log outcome (logged by the protocol) must not make
+            // the user retry.
             if let Err(e) = state
                 .codes
-                .set_provider_message_id(user_id, &code_id, &sent.message_id)
+                .set_provider_message_id(user_id, &code_id, &message_id)
                 .await
             {
                 warn!(error = %e, "remembering the code's message id failed");
             }
-            info!(to = %number.masked(), log_id = %log_id, message_id = %sent.message_id, "verification code sent");
-            country_metric("VerificationCodesSent", number.country());
-            Ok(json_response(
-                StatusCode::ACCEPTED,
-                &StartAnswer {
-                    expires_in_seconds: CODE_LIFETIME.as_secs(),
-                    resend_after_seconds: RESEND_COOLDOWN.as_secs(),
-                    phone_number: number.masked(),
-                },
-            ))
+            info!(to = %number.masked(), log_id = %log_id, message_id = %message_id, "verification code sent");
+            accepted()
         }
-        Err(err) => {
-            let finish = match &err {
-                SmsError::OptedOut => Finish::Suppressed {
-                    reason: SuppressReason::CarrierOptedOut.as_str(),
-                    phone_number: Some(number.as_str()),
-                },
-                other => Finish::Rejected {
-                    reason: other.code(),
-                },
-            };
-            if let Err(e) = state.log.finish(&log_id, &token, finish, finish_at).await {
-                error!(error = %e, log_id = %log_id, "recording the failed code failed");
-            }
-            warn!(to = %number.masked(), log_id = %log_id, error_code = err.code(), "verification code not sent");
-            match err {
+        // Maybe out: asking again now would replace a code that may be arriving. The user
+        // can ask for another after the resend cooldown if none comes.
+        Sent::InDoubt { error } => {
+            warn!(to = %number.masked(), log_id = %log_id, error_code = error.code(), "no answer for the verification code; it may arrive");
+            accepted()
+        }
+        Sent::ClaimLost => Err(internal(
+            "the code's fresh log record was taken",
+            &"claim lost",
+        )),
+        Sent::Refused { error, .. } => {
+            warn!(to = %number.masked(), log_id = %log_id, error_code = error.code(), "verification code not sent");
+            match error {
                 SmsError::OptedOut => Err(ApiError::bad_request(
                     "phone_opted_out",
                     "this number has opted out of our texts; reply START to one of them and try again",

@@ -66,7 +66,7 @@ impl SmsSender for EumSender {
             .send()
             .await
             .map_err(classify_send_error)?;
-        let message_id = output.message_id.ok_or_else(|| SmsError::Transient {
+        let message_id = output.message_id.ok_or_else(|| SmsError::InDoubt {
             code: "MissingMessageId".into(),
             message: "SendTextMessage answered without a message id".into(),
         })?;
@@ -85,7 +85,8 @@ impl SmsSender for EumSender {
     }
 }
 
-/// DESIGN §6: only throttling, internal errors, 5xx and timeouts are transient.
+/// DESIGN §6: only throttling, internal errors and 5xx are transient; no answer at all
+/// (timeouts, connection faults) is in doubt.
 fn classify_send_error<R>(err: SdkError<SendTextMessageError, R>) -> SmsError
 where
     R: std::fmt::Debug + HttpStatus,
@@ -131,9 +132,10 @@ fn classify_generic<E: ProvideErrorMetadata, R: std::fmt::Debug + HttpStatus>(
     err: SdkError<E, R>,
 ) -> SmsError {
     match &err {
-        SdkError::TimeoutError(_) => transient("Timeout", Some("request timed out")),
-        SdkError::DispatchFailure(_) => transient("DispatchFailure", Some("connection failed")),
-        SdkError::ResponseError(_) => transient("ResponseError", Some("unreadable response")),
+        // The request may have reached the provider: in doubt, not transient.
+        SdkError::TimeoutError(_) => in_doubt("Timeout", "request timed out"),
+        SdkError::DispatchFailure(_) => in_doubt("DispatchFailure", "connection failed"),
+        SdkError::ResponseError(_) => in_doubt("ResponseError", "unreadable response"),
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("Unknown").to_owned();
             let message = service.err().message().unwrap_or_default().to_owned();
@@ -147,6 +149,13 @@ fn classify_generic<E: ProvideErrorMetadata, R: std::fmt::Debug + HttpStatus>(
             code: "ConstructionFailure".into(),
             message: "request could not be built".into(),
         },
+    }
+}
+
+fn in_doubt(code: &str, message: &str) -> SmsError {
+    SmsError::InDoubt {
+        code: code.to_owned(),
+        message: message.to_owned(),
     }
 }
 

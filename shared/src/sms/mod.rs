@@ -12,6 +12,10 @@ pub use eum::{CONTEXT_LOG_ID, EumSender};
 use crate::kinds::MessageClass;
 use std::future::Future;
 
+/// Longest a `SendTextMessage` call may take before it counts as unanswered (in doubt). The
+/// sender starts no send later than this (plus the outcome write) before its deadline.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One message to send.
 #[derive(Debug, Clone, Copy)]
 pub struct OutboundSms<'a> {
@@ -34,9 +38,14 @@ pub struct SentSms {
 /// Why the provider did not take a message, classified for retry decisions (DESIGN §6).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SmsError {
-    /// Throttling, 5xx, timeouts and connection faults: try again later.
+    /// Throttling and 5xx answers: the provider did not take it; try again later.
     #[error("transient provider error {code}: {message}")]
     Transient { code: String, message: String },
+    /// No usable answer (a timeout, a broken connection, an unreadable response): the provider
+    /// may have taken the message. Never retried as if it had not been (DESIGN §6): the log
+    /// keeps the attempt `sending` until a receipt or the takeover settles it.
+    #[error("no answer from the provider ({code}): {message}")]
+    InDoubt { code: String, message: String },
     /// AWS or the carrier holds an opt-out for the destination.
     #[error("destination phone number is opted out")]
     OptedOut,
@@ -61,7 +70,9 @@ impl SmsError {
     /// Short code for logs and the log record.
     pub fn code(&self) -> &str {
         match self {
-            SmsError::Transient { code, .. } | SmsError::Permanent { code, .. } => code,
+            SmsError::Transient { code, .. }
+            | SmsError::InDoubt { code, .. }
+            | SmsError::Permanent { code, .. } => code,
             SmsError::OptedOut => "DESTINATION_PHONE_NUMBER_OPTED_OUT",
             SmsError::SpendLimitReached => "MONTHLY_SPEND_LIMIT_REACHED_FOR_TEXT",
         }
@@ -92,9 +103,22 @@ impl AnySender {
     /// Builds the sender `config.sms.sender` names; the AWS client is only built for EUM.
     pub fn from_config(config: &crate::Config, sdk: &aws_config::SdkConfig) -> Self {
         match config.sms.sender {
-            crate::config::SenderKind::EndUserMessaging => AnySender::EndUserMessaging(
-                EumSender::new(aws_sdk_pinpointsmsvoicev2::Client::new(sdk), &config.sms),
-            ),
+            crate::config::SenderKind::EndUserMessaging => {
+                // No SDK retries: a retried timeout could send the message twice. The send
+                // protocol decides what happens after a failure (DESIGN §6).
+                let client = aws_sdk_pinpointsmsvoicev2::config::Builder::from(sdk)
+                    .retry_config(aws_config::retry::RetryConfig::disabled())
+                    .timeout_config(
+                        aws_config::timeout::TimeoutConfig::builder()
+                            .operation_timeout(SEND_TIMEOUT)
+                            .build(),
+                    )
+                    .build();
+                AnySender::EndUserMessaging(EumSender::new(
+                    aws_sdk_pinpointsmsvoicev2::Client::from_conf(client),
+                    &config.sms,
+                ))
+            }
             crate::config::SenderKind::Console => AnySender::Console(ConsoleSender::default()),
         }
     }

@@ -1,20 +1,17 @@
 //! Inbound SMS in the log table (DESIGN §8, §9): the processed-once marker of each inbound
-//! message (`inbound#<inboundMessageId>`) and the log record of our reply to it
+//! message (`inbound#<inboundMessageId>`), and the id of our reply to it
 //! (`reply#<inboundMessageId>`).
 //!
-//! Reply records have the attributes delivery receipts need (`status`, `phoneNumber`,
-//! `providerMessageId`, `statusHistory`, ...) and `recordType = keyword_reply`, but no `kind`:
-//! they are not send requests, so [`super::LogRecord`] does not describe them (read them raw).
-//! The reply id is derived from the inbound message id, so however often an inbound message is
-//! delivered, one reply is claimed, and a claimed reply that was sent is never sent again.
+//! A reply is one more kind of log record (`recordType = keyword_reply`, no `kind`), sent by
+//! the one send protocol ([`crate::outbound`], [`super::LogStore::claim_reply`]). Its id is
+//! derived from the inbound message id, so however often an inbound message is delivered, one
+//! reply is claimed, and a claimed reply that was sent is never sent again.
 
 use super::counters::number;
 use super::schema::LOG_KEY;
-use super::{LogStatus, LogStore, StoreError, condition_failed};
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use jiff::{SignedDuration, Timestamp};
-use std::collections::HashMap;
+use super::{LogStore, StoreError, condition_failed};
+use aws_sdk_dynamodb::types::AttributeValue;
+use jiff::Timestamp;
 
 /// Most characters of an inbound body kept in its marker.
 pub const MAX_STORED_BODY_CHARS: usize = 1600;
@@ -48,68 +45,12 @@ pub struct InboundRecord<'a> {
     pub reply_id: Option<&'a str>,
 }
 
-/// A reply about to be sent.
-#[derive(Debug, Clone, Copy)]
-pub struct NewReply<'a> {
-    pub id: &'a str,
-    pub inbound_message_id: &'a str,
-    pub phone_number: &'a str,
-    pub body: &'a str,
-    pub intent: &'a str,
-}
-
-/// The answer to a reply claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplyClaim {
-    /// This invocation sends the reply; finish with this token.
-    Claimed { token: String },
-    /// The reply already reached an outcome (this status).
-    Done(LogStatus),
-    /// Another invocation is sending it right now.
-    Busy,
-}
-
-/// How a claimed reply ends.
-#[derive(Debug, Clone, Copy)]
-pub enum ReplyFinish<'a> {
-    Sent {
-        provider_message_id: &'a str,
-    },
-    /// The provider refused it for good (opted out, invalid): never retried.
-    Failed {
-        error_code: &'a str,
-    },
-    /// A transient fault: the next delivery of the inbound message may claim it again.
-    Retry {
-        error_code: &'a str,
-    },
-}
-
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
 fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
-}
-
-fn history(status: LogStatus, now: Timestamp, reason: Option<&str>) -> AttributeValue {
-    let mut entry = HashMap::from([
-        ("status".to_owned(), s(status.as_str())),
-        ("atMs".to_owned(), n(now.as_millisecond())),
-    ]);
-    if let Some(reason) = reason {
-        entry.insert("reason".to_owned(), s(reason));
-    }
-    AttributeValue::L(vec![AttributeValue::M(entry)])
-}
-
-fn token() -> String {
-    let mut bytes = [0u8; 12];
-    if getrandom::fill(&mut bytes).is_err() {
-        bytes[..8].copy_from_slice(&Timestamp::now().as_nanosecond().to_le_bytes()[..8]);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl LogStore {
@@ -161,137 +102,6 @@ impl LogStore {
             request = request.item("replyId", s(reply));
         }
         match request.send().await {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
-    }
-
-    /// Claims the reply `reply.id` for `lease`: creates it, or takes over one whose previous
-    /// claim ended without an outcome (lease over, or released for retry).
-    pub async fn claim_reply(
-        &self,
-        reply: &NewReply<'_>,
-        now: Timestamp,
-        lease: SignedDuration,
-    ) -> Result<ReplyClaim, StoreError> {
-        let token = token();
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(LOG_KEY, s(reply.id))
-            .update_expression(
-                "SET #status = :pending, recordType = :type, #class = :class, intent = :intent, \
-                 inboundMessageId = :inbound, phoneNumber = :phone, body = :body, \
-                 createdAtMs = if_not_exists(createdAtMs, :now), updatedAtMs = :now, \
-                 leaseUntilMs = :lease, claimToken = :token, \
-                 attempts = if_not_exists(attempts, :zero) + :one, \
-                 statusHistory = list_append(if_not_exists(statusHistory, :empty), :change)",
-            )
-            .condition_expression(
-                "attribute_not_exists(#id) OR (#status IN (:pending, :retry) AND leaseUntilMs < :now)",
-            )
-            .expression_attribute_names("#id", LOG_KEY)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#class", "class")
-            .expression_attribute_values(":pending", s(LogStatus::Pending.as_str()))
-            .expression_attribute_values(":retry", s(LogStatus::Retry.as_str()))
-            .expression_attribute_values(":type", s("keyword_reply"))
-            .expression_attribute_values(":class", s("transactional"))
-            .expression_attribute_values(":intent", s(reply.intent))
-            .expression_attribute_values(":inbound", s(reply.inbound_message_id))
-            .expression_attribute_values(":phone", s(reply.phone_number))
-            .expression_attribute_values(":body", s(reply.body))
-            .expression_attribute_values(":now", n(now.as_millisecond()))
-            .expression_attribute_values(":lease", n((now + lease).as_millisecond()))
-            .expression_attribute_values(":token", s(token.clone()))
-            .expression_attribute_values(":zero", number(0))
-            .expression_attribute_values(":one", number(1))
-            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
-            .expression_attribute_values(":change", history(LogStatus::Pending, now, None))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(ReplyClaim::Claimed { token }),
-            Err(err) => match err.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(e) => {
-                    let status = e
-                        .item
-                        .as_ref()
-                        .and_then(|i| i.get("status"))
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|raw| {
-                            serde_json::from_value::<LogStatus>(serde_json::Value::String(
-                                raw.clone(),
-                            ))
-                            .ok()
-                        })
-                        .ok_or(StoreError::Malformed("reply record without a status"))?;
-                    if status.is_claimable() {
-                        Ok(ReplyClaim::Busy)
-                    } else {
-                        Ok(ReplyClaim::Done(status))
-                    }
-                }
-                other => Err(StoreError::Dynamo(Box::new(other.into()))),
-            },
-        }
-    }
-
-    /// Records the outcome of a claimed reply. Returns `false` when the claim was lost.
-    pub async fn finish_reply(
-        &self,
-        id: &str,
-        token: &str,
-        finish: ReplyFinish<'_>,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let (status, reason) = match finish {
-            ReplyFinish::Sent { .. } => (LogStatus::Sent, None),
-            ReplyFinish::Failed { error_code } => (LogStatus::Rejected, Some(error_code)),
-            ReplyFinish::Retry { error_code } => (LogStatus::Retry, Some(error_code)),
-        };
-        let mut set = String::from(
-            "SET #status = :status, updatedAtMs = :now, \
-             statusHistory = list_append(statusHistory, :change)",
-        );
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(LOG_KEY, s(id))
-            .condition_expression("claimToken = :token AND #status = :pending")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":token", s(token))
-            .expression_attribute_values(":pending", s(LogStatus::Pending.as_str()))
-            .expression_attribute_values(":status", s(status.as_str()))
-            .expression_attribute_values(":now", n(now.as_millisecond()))
-            .expression_attribute_values(":change", history(status, now, reason));
-        match finish {
-            ReplyFinish::Sent {
-                provider_message_id,
-            } => {
-                set.push_str(", providerMessageId = :mid");
-                request = request.expression_attribute_values(":mid", s(provider_message_id));
-            }
-            ReplyFinish::Failed { error_code } => {
-                set.push_str(", errorCode = :code, reason = :code");
-                request = request.expression_attribute_values(":code", s(error_code));
-            }
-            ReplyFinish::Retry { error_code } => {
-                set.push_str(", errorCode = :code, leaseUntilMs = :zero");
-                request = request
-                    .expression_attribute_values(":code", s(error_code))
-                    .expression_attribute_values(":zero", number(0));
-            }
-        }
-        match request
-            .update_expression(format!("{set} REMOVE claimToken"))
-            .send()
-            .await
-        {
             Ok(_) => Ok(true),
             Err(err) if condition_failed(&err) => Ok(false),
             Err(err) => Err(err.into()),

@@ -1,6 +1,19 @@
-//! The SMS log (DESIGN §9): one item per send request, keyed by the request id. It is the
-//! audit trail and the idempotency record: a request is *claimed* by one conditional write
-//! before anything is sent, so a duplicate delivery can never send a second SMS.
+//! The SMS log (DESIGN §9): one item per outbound SMS (a send request, a verification code, a
+//! keyword reply), keyed by its id. It is the audit trail and the idempotency record of the
+//! one send protocol of [`crate::outbound`] (DESIGN §6, docs/exactly-once.md):
+//!
+//! 1. [`LogStore::claim`] (one conditional write) makes an invocation the owner of the record
+//!    for a lease (`pending`); a duplicate delivery finds it taken or done;
+//! 2. [`LogStore::begin_send`] records the attempt (`sending`, time, number, body) before
+//!    `SendTextMessage` is called, so a crash after the call leaves a record that says so;
+//! 3. [`LogStore::finish`] writes the outcome.
+//!
+//! A record still `sending` after its lease (the invocation crashed or timed out between the
+//! call and the outcome) is never simply sent again. Delivery receipts apply to it like to a
+//! `sent` one (so a receipt settles it); the takeover in [`LogStore::claim`] otherwise waits
+//! until the attempt is [`LogStore::with_takeover_wait`] old, then ends it `unknown` (at most
+//! once: promotional messages, replies) or claims it for one more send (at least once:
+//! transactional requests).
 
 use super::counters::number;
 use super::schema::{LOG_BY_PROVIDER_ID_INDEX, LOG_BY_USER_INDEX, LOG_KEY};
@@ -10,7 +23,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, from_items};
 use std::collections::HashMap;
@@ -19,15 +32,21 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogStatus {
-    /// Claimed by an invocation that is deciding or sending (until `leaseUntilMs`).
+    /// Claimed by an invocation that is deciding (until `leaseUntilMs`); nothing sent by it.
     Pending,
     /// Waiting for the quiet-hours window to open (until `leaseUntilMs`).
     Deferred,
     /// A transient fault; the next delivery of the request may claim it again.
     Retry,
+    /// `SendTextMessage` is being called or was called (at `sendingAtMs`) and its answer is
+    /// not recorded: the message may have gone out.
+    Sending,
     Sent,
     Delivered,
     Undelivered,
+    /// An attempt whose answer was lost and for which no receipt came: maybe sent, never
+    /// resent. A later receipt still moves it to what the receipt says.
+    Unknown,
     Suppressed,
     Rejected,
     Expired,
@@ -39,9 +58,11 @@ impl LogStatus {
             LogStatus::Pending => "pending",
             LogStatus::Deferred => "deferred",
             LogStatus::Retry => "retry",
+            LogStatus::Sending => "sending",
             LogStatus::Sent => "sent",
             LogStatus::Delivered => "delivered",
             LogStatus::Undelivered => "undelivered",
+            LogStatus::Unknown => "unknown",
             LogStatus::Suppressed => "suppressed",
             LogStatus::Rejected => "rejected",
             LogStatus::Expired => "expired",
@@ -85,7 +106,12 @@ pub struct LogRecord {
     /// Full E.164 (masked only in logs).
     #[serde(default)]
     pub phone_number: Option<String>,
-    pub kind: MessageKind,
+    /// The kind of a send request or verification code; `None` for a keyword reply.
+    #[serde(default)]
+    pub kind: Option<MessageKind>,
+    /// `keyword_reply` for replies to inbound messages; absent for send requests and codes.
+    #[serde(default)]
+    pub record_type: Option<String>,
     pub class: MessageClass,
     /// Rendered body as sent, verification codes redacted.
     #[serde(default)]
@@ -115,9 +141,19 @@ pub struct LogRecord {
     pub updated_at_ms: i64,
     #[serde(default)]
     pub lease_until_ms: i64,
+    /// Claims so far.
     #[serde(default)]
     pub attempts: u32,
+    /// When the last `SendTextMessage` attempt began (absent: never attempted).
+    #[serde(default)]
+    pub sending_at_ms: Option<i64>,
+    /// `SendTextMessage` attempts so far.
+    #[serde(default)]
+    pub send_attempts: u32,
 }
+
+/// `recordType` of keyword replies.
+pub const KEYWORD_REPLY: &str = "keyword_reply";
 
 /// What is known about a request when it is claimed.
 #[derive(Debug, Clone)]
@@ -128,6 +164,18 @@ pub struct NewLogRecord<'a> {
     pub related: Option<&'a Related>,
 }
 
+/// A keyword reply about to be claimed (DESIGN §8): one more kind of log record, sent by the
+/// same protocol as send requests.
+#[derive(Debug, Clone, Copy)]
+pub struct NewReply<'a> {
+    pub id: &'a str,
+    pub inbound_message_id: &'a str,
+    pub phone_number: &'a str,
+    pub body: &'a str,
+    /// `opt_out`, `opt_in`, `help`.
+    pub intent: &'a str,
+}
+
 /// The answer to a claim.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
@@ -135,8 +183,30 @@ pub enum Claim {
     Claimed { token: String, attempts: u32 },
     /// The request already reached an outcome: a duplicate delivery.
     Done(Box<LogRecord>),
-    /// Another invocation holds it, or it is deferred, until this time.
+    /// This claim found an attempt in doubt whose wait passed with no receipt, and ended it
+    /// `unknown` (at most once: it is not sent again).
+    SettledUnknown(Box<LogRecord>),
+    /// Another invocation holds it, it is deferred, or an attempt in doubt waits for its
+    /// receipt, until this time (`status` says which).
     Busy { until_ms: i64, status: LogStatus },
+}
+
+/// What an attempt records before `SendTextMessage` is called.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub phone_number: &'a str,
+    /// As logged (verification codes redacted).
+    pub body: &'a str,
+    pub segments: u32,
+    pub encoding: &'a str,
+}
+
+/// What a takeover does with an attempt in doubt once the wait is over (DESIGN §6).
+#[derive(Debug, Clone, Copy)]
+struct InDoubt {
+    /// Claim it for one more send (transactional) instead of ending it `unknown`.
+    resend: bool,
+    wait: SignedDuration,
 }
 
 /// How a claimed request ends (or pauses).
@@ -166,6 +236,12 @@ pub enum Finish<'a> {
         error_code: &'a str,
         error_message: &'a str,
     },
+    /// `SendTextMessage` got no answer: the record stays `sending` (maybe sent), the lease
+    /// ends now, and receipts or the takeover after the wait settle it.
+    InDoubt {
+        error_code: &'a str,
+        error_message: &'a str,
+    },
 }
 
 impl Finish<'_> {
@@ -177,15 +253,20 @@ impl Finish<'_> {
             Finish::Expired => LogStatus::Expired,
             Finish::Deferred { .. } => LogStatus::Deferred,
             Finish::Retry { .. } => LogStatus::Retry,
+            Finish::InDoubt { .. } => LogStatus::Sending,
         }
     }
 }
+
+/// How long an attempt in doubt waits for a receipt before the takeover (DESIGN §6).
+pub const DEFAULT_TAKEOVER_WAIT: SignedDuration = SignedDuration::from_mins(10);
 
 /// Access to the log table.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     pub(crate) client: Client,
     pub(crate) table: String,
+    takeover_wait: SignedDuration,
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -227,7 +308,15 @@ impl LogStore {
         Self {
             client,
             table: table.into(),
+            takeover_wait: DEFAULT_TAKEOVER_WAIT,
         }
+    }
+
+    /// How long an attempt in doubt waits for its receipt before the takeover settles it
+    /// (default [`DEFAULT_TAKEOVER_WAIT`]; `SEND_TAKEOVER_WAIT_SECONDS`).
+    pub fn with_takeover_wait(mut self, wait: SignedDuration) -> Self {
+        self.takeover_wait = wait;
+        self
     }
 
     fn update(&self, id: &str) -> UpdateItemFluentBuilder {
@@ -238,32 +327,92 @@ impl LogStore {
     }
 
     /// Claims a request for `lease`: creates the record, or takes over one whose previous
-    /// claim ended without an outcome (lease over, deferral due, or released for retry).
-    /// One conditional `UpdateItem`.
+    /// claim ended without an outcome (lease over, deferral due, or released for retry). An
+    /// attempt in doubt (`sending` after its lease) is taken over as DESIGN §6 says: busy until
+    /// it is [`LogStore::with_takeover_wait`] old, then claimed again for a transactional kind
+    /// (at least once) or ended `unknown` for a promotional one (at most once). A receipt that
+    /// arrived meanwhile has already settled it. One conditional `UpdateItem` (two to end it).
     pub async fn claim(
         &self,
         record: &NewLogRecord<'_>,
         now: Timestamp,
-        lease: jiff::SignedDuration,
+        lease: SignedDuration,
+    ) -> Result<Claim, StoreError> {
+        let class = match record.kind.class() {
+            MessageClass::Promotional => "promotional",
+            MessageClass::Transactional => "transactional",
+        };
+        let mut fields = vec![("kind", s(record.kind.as_str())), ("class", s(class))];
+        if let Some(user) = record.user_id {
+            fields.push(("userId", s(user)));
+        }
+        if let Some(related) = record.related {
+            fields.push((
+                "related",
+                AttributeValue::M(HashMap::from([
+                    ("type".to_owned(), s(related.kind.clone())),
+                    ("id".to_owned(), s(related.id.clone())),
+                ])),
+            ));
+        }
+        let in_doubt = InDoubt {
+            resend: record.kind.class() == MessageClass::Transactional,
+            wait: self.takeover_wait,
+        };
+        self.claim_item(record.id, fields, in_doubt, now, lease)
+            .await
+    }
+
+    /// [`LogStore::claim`] for the reply to an inbound message. A reply in doubt is never
+    /// sent again and does not wait: a confirmation is only worth sending within minutes of
+    /// the inbound message (§8), so the takeover ends it `unknown` at once (a receipt that
+    /// comes later still moves it on).
+    pub async fn claim_reply(
+        &self,
+        reply: &NewReply<'_>,
+        now: Timestamp,
+        lease: SignedDuration,
+    ) -> Result<Claim, StoreError> {
+        let fields = vec![
+            ("recordType", s(KEYWORD_REPLY)),
+            ("class", s("transactional")),
+            ("intent", s(reply.intent)),
+            ("inboundMessageId", s(reply.inbound_message_id)),
+            ("phoneNumber", s(reply.phone_number)),
+            ("body", s(reply.body)),
+        ];
+        let in_doubt = InDoubt {
+            resend: false,
+            wait: SignedDuration::ZERO,
+        };
+        self.claim_item(reply.id, fields, in_doubt, now, lease)
+            .await
+    }
+
+    async fn claim_item(
+        &self,
+        id: &str,
+        fields: Vec<(&'static str, AttributeValue)>,
+        in_doubt: InDoubt,
+        now: Timestamp,
+        lease: SignedDuration,
     ) -> Result<Claim, StoreError> {
         let token = claim_token();
         let mut set = String::from(
-            "SET #status = :pending, #kind = :kind, #class = :class, \
+            "SET #status = :pending, \
              #createdAtMs = if_not_exists(#createdAtMs, :now), #updatedAtMs = :now, \
              #leaseUntilMs = :lease, #claimToken = :token, \
              #attempts = if_not_exists(#attempts, :zero) + :one, \
              #statusHistory = list_append(if_not_exists(#statusHistory, :empty), :change)",
         );
+        let mut condition = String::from(
+            "attribute_not_exists(#id) OR (#status IN (:pending, :deferred, :retry) AND #leaseUntilMs <= :now)",
+        );
         let mut request = self
-            .update(record.id)
-            .condition_expression(
-                "attribute_not_exists(#id) OR (#status IN (:pending, :deferred, :retry) AND #leaseUntilMs <= :now)",
-            )
+            .update(id)
             .set_expression_attribute_names(Some(names(&[
                 "id",
                 "status",
-                "kind",
-                "class",
                 "createdAtMs",
                 "updatedAtMs",
                 "leaseUntilMs",
@@ -271,22 +420,11 @@ impl LogStore {
                 "attempts",
                 "statusHistory",
             ])))
-            .expression_attribute_values(":pending", s("pending"))
-            .expression_attribute_values(":deferred", s("deferred"))
-            .expression_attribute_values(":retry", s("retry"))
-            .expression_attribute_values(":kind", s(record.kind.as_str()))
-            .expression_attribute_values(
-                ":class",
-                s(match record.kind.class() {
-                    MessageClass::Promotional => "promotional",
-                    MessageClass::Transactional => "transactional",
-                }),
-            )
+            .expression_attribute_values(":pending", s(LogStatus::Pending.as_str()))
+            .expression_attribute_values(":deferred", s(LogStatus::Deferred.as_str()))
+            .expression_attribute_values(":retry", s(LogStatus::Retry.as_str()))
             .expression_attribute_values(":now", AttributeValue::N(ms(now).to_string()))
-            .expression_attribute_values(
-                ":lease",
-                AttributeValue::N(ms(now + lease).to_string()),
-            )
+            .expression_attribute_values(":lease", AttributeValue::N(ms(now + lease).to_string()))
             .expression_attribute_values(":token", s(token.clone()))
             .expression_attribute_values(":zero", number(0))
             .expression_attribute_values(":one", number(1))
@@ -294,23 +432,30 @@ impl LogStore {
             .expression_attribute_values(":change", history_entry(LogStatus::Pending, now, None))
             .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if let Some(user) = record.user_id {
-            set.push_str(", #userId = :user");
-            request = request.expression_attribute_names("#userId", "userId");
-            request = request.expression_attribute_values(":user", s(user));
-        }
-        if let Some(related) = record.related {
-            set.push_str(", #related = :related");
-            request = request.expression_attribute_names("#related", "related");
-            request = request.expression_attribute_values(
-                ":related",
-                AttributeValue::M(HashMap::from([
-                    ("type".to_owned(), s(related.kind.clone())),
-                    ("id".to_owned(), s(related.id.clone())),
-                ])),
+        if in_doubt.resend {
+            // The takeover of an attempt in doubt that may be sent once more.
+            condition.push_str(
+                " OR (#status = :sending AND #leaseUntilMs <= :now AND #sendingAtMs <= :waited)",
             );
+            request = add_names(request, &["sendingAtMs"])
+                .expression_attribute_values(":sending", s(LogStatus::Sending.as_str()))
+                .expression_attribute_values(
+                    ":waited",
+                    AttributeValue::N(ms(now - in_doubt.wait).to_string()),
+                );
         }
-        match request.update_expression(set).send().await {
+        for (i, (name, value)) in fields.into_iter().enumerate() {
+            set.push_str(&format!(", #f{i} = :f{i}"));
+            request = request
+                .expression_attribute_names(format!("#f{i}"), name)
+                .expression_attribute_values(format!(":f{i}"), value);
+        }
+        match request
+            .condition_expression(condition)
+            .update_expression(set)
+            .send()
+            .await
+        {
             Ok(out) => {
                 let attempts = out
                     .attributes
@@ -328,21 +473,157 @@ impl LogStore {
                 }
                 .ok_or(StoreError::Malformed("failed claim returned no item"))?;
                 let existing: LogRecord = from_item(old)?;
-                if existing.status.is_claimable() {
-                    Ok(Claim::Busy {
-                        until_ms: existing.lease_until_ms,
-                        status: existing.status,
-                    })
-                } else {
-                    Ok(Claim::Done(Box::new(existing)))
-                }
+                self.taken(existing, in_doubt, now).await
             }
             Err(err) => Err(err.into()),
         }
     }
 
-    /// Records the outcome of a claim. Returns `false` when the claim was lost (its lease
-    /// ran out and another invocation took the request), in which case nothing changed.
+    /// The answer to a claim of a record someone else holds or finished.
+    async fn taken(
+        &self,
+        existing: LogRecord,
+        in_doubt: InDoubt,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        if existing.status.is_claimable() {
+            return Ok(Claim::Busy {
+                until_ms: existing.lease_until_ms,
+                status: existing.status,
+            });
+        }
+        if existing.status != LogStatus::Sending {
+            return Ok(Claim::Done(Box::new(existing)));
+        }
+        let waited_until = existing
+            .sending_at_ms
+            .unwrap_or(existing.updated_at_ms)
+            .saturating_add(in_doubt.wait.as_millis() as i64);
+        let until_ms = existing.lease_until_ms.max(waited_until);
+        if until_ms > ms(now) || in_doubt.resend {
+            // Its sender is still at it, or the receipt may still come. (A resend that is due
+            // was claimed above: here only after a race; the next claim takes it.)
+            return Ok(Claim::Busy {
+                until_ms: until_ms.max(ms(now)),
+                status: LogStatus::Sending,
+            });
+        }
+        match self.settle_unknown(&existing, now).await? {
+            Some(settled) => Ok(Claim::SettledUnknown(Box::new(settled))),
+            // A receipt or another takeover got there first: what it wrote is the answer.
+            None => match self.get(&existing.id).await? {
+                Some(record) if !record.status.is_claimable() => Ok(Claim::Done(Box::new(record))),
+                _ => Ok(Claim::Busy {
+                    until_ms: ms(now),
+                    status: LogStatus::Sending,
+                }),
+            },
+        }
+    }
+
+    /// Ends an attempt in doubt `unknown`, if it is still the attempt read. `None` when it
+    /// moved meanwhile.
+    async fn settle_unknown(
+        &self,
+        existing: &LogRecord,
+        now: Timestamp,
+    ) -> Result<Option<LogRecord>, StoreError> {
+        let reason = "no_receipt_after_lost_answer";
+        let result = self
+            .update(&existing.id)
+            .update_expression(
+                "SET #status = :unknown, #reason = :reason, #updatedAtMs = :now, \
+                 #statusHistory = list_append(#statusHistory, :change) REMOVE #claimToken",
+            )
+            .condition_expression("#status = :sending AND #sendAttempts = :attempts")
+            .set_expression_attribute_names(Some(names(&[
+                "status",
+                "reason",
+                "updatedAtMs",
+                "statusHistory",
+                "claimToken",
+                "sendAttempts",
+            ])))
+            .expression_attribute_values(":unknown", s(LogStatus::Unknown.as_str()))
+            .expression_attribute_values(":sending", s(LogStatus::Sending.as_str()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", AttributeValue::N(ms(now).to_string()))
+            .expression_attribute_values(":attempts", number(u64::from(existing.send_attempts)))
+            .expression_attribute_values(
+                ":change",
+                history_entry(LogStatus::Unknown, now, Some(reason)),
+            )
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.attributes.map(from_item).transpose()?),
+            Err(err) if condition_failed(&err) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Records the attempt of a claimed request before `SendTextMessage` is called: `sending`,
+    /// its time, the number and the body as logged, and a fresh lease. Returns `false` when
+    /// the claim was lost (nothing changed; the caller must not send).
+    pub async fn begin_send(
+        &self,
+        id: &str,
+        token: &str,
+        attempt: &Attempt<'_>,
+        now: Timestamp,
+        lease: SignedDuration,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .update(id)
+            .update_expression(
+                "SET #status = :sending, #sendingAtMs = :now, #updatedAtMs = :now, \
+                 #leaseUntilMs = :lease, #sendAttempts = if_not_exists(#sendAttempts, :zero) + :one, \
+                 #phoneNumber = :phone, #body = :body, #segments = :segments, \
+                 #encoding = :encoding, #statusHistory = list_append(#statusHistory, :change)",
+            )
+            .condition_expression("#claimToken = :token AND #status = :pending")
+            .set_expression_attribute_names(Some(names(&[
+                "status",
+                "sendingAtMs",
+                "updatedAtMs",
+                "leaseUntilMs",
+                "sendAttempts",
+                "phoneNumber",
+                "body",
+                "segments",
+                "encoding",
+                "statusHistory",
+                "claimToken",
+            ])))
+            .expression_attribute_values(":sending", s(LogStatus::Sending.as_str()))
+            .expression_attribute_values(":pending", s(LogStatus::Pending.as_str()))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":now", AttributeValue::N(ms(now).to_string()))
+            .expression_attribute_values(
+                ":lease",
+                AttributeValue::N(ms(now + lease).to_string()),
+            )
+            .expression_attribute_values(":zero", number(0))
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":phone", s(attempt.phone_number))
+            .expression_attribute_values(":body", s(attempt.body))
+            .expression_attribute_values(":segments", number(u64::from(attempt.segments)))
+            .expression_attribute_values(":encoding", s(attempt.encoding))
+            .expression_attribute_values(":change", history_entry(LogStatus::Sending, now, None))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Records the outcome of a claim (from `pending`, or from `sending` after the call).
+    /// Returns `false` when the claim was lost (its lease ran out and another invocation took
+    /// the request), in which case nothing changed. `Sent` after a receipt already moved the
+    /// record on (`sent`, `delivered`, ...) is `true`: the receipt said it first.
     pub async fn finish(
         &self,
         id: &str,
@@ -359,7 +640,7 @@ impl LogStore {
         // Every attribute goes through a name placeholder: several are reserved words.
         let mut request = self
             .update(id)
-            .condition_expression("#claimToken = :token AND #status = :pending")
+            .condition_expression("#claimToken = :token AND #status IN (:pending, :sending)")
             .set_expression_attribute_names(Some(names(&[
                 "status",
                 "updatedAtMs",
@@ -367,9 +648,11 @@ impl LogStore {
                 "claimToken",
             ])))
             .expression_attribute_values(":token", s(token))
-            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":pending", s(LogStatus::Pending.as_str()))
+            .expression_attribute_values(":sending", s(LogStatus::Sending.as_str()))
             .expression_attribute_values(":status", s(status.as_str()))
-            .expression_attribute_values(":now", AttributeValue::N(ms(now).to_string()));
+            .expression_attribute_values(":now", AttributeValue::N(ms(now).to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let mut reason = None;
         match finish {
             Finish::Sent {
@@ -426,12 +709,25 @@ impl LogStore {
             Finish::Retry {
                 error_code,
                 error_message,
+            }
+            | Finish::InDoubt {
+                error_code,
+                error_message,
             } => {
+                // Retry: claimable at once. In doubt: still `sending`, the claim kept, the
+                // lease over now (the takeover waits from `sendingAtMs`).
+                let lease_end = if status == LogStatus::Retry {
+                    AttributeValue::N("0".into())
+                } else {
+                    remove.clear();
+                    reason = Some("answer_lost");
+                    AttributeValue::N(ms(now).to_string())
+                };
                 set.push_str(
-                    ", #leaseUntilMs = :zero, #errorCode = :code, #errorMessage = :message",
+                    ", #leaseUntilMs = :leaseEnd, #errorCode = :code, #errorMessage = :message",
                 );
                 request = add_names(request, &["leaseUntilMs", "errorCode", "errorMessage"])
-                    .expression_attribute_values(":zero", number(0))
+                    .expression_attribute_values(":leaseEnd", lease_end)
                     .expression_attribute_values(":code", s(error_code))
                     .expression_attribute_values(":message", s(error_message));
             }
@@ -449,7 +745,29 @@ impl LogStore {
             .await
         {
             Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) if condition_failed(&err) => {
+                let old = match err.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(e) => e.item,
+                    _ => None,
+                };
+                let ours = old.as_ref().is_some_and(|item| {
+                    item.get("claimToken").and_then(|v| v.as_s().ok()) == Some(&token.to_owned())
+                });
+                let receipted = old
+                    .as_ref()
+                    .and_then(|item| item.get("status"))
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|s| {
+                        [
+                            LogStatus::Sent,
+                            LogStatus::Delivered,
+                            LogStatus::Undelivered,
+                        ]
+                        .iter()
+                        .any(|st| st.as_str() == s)
+                    });
+                Ok(status == LogStatus::Sent && ours && receipted)
+            }
             Err(err) => Err(err.into()),
         }
     }

@@ -13,7 +13,9 @@ pub mod schema;
 pub mod verification;
 
 pub use counters::{Bounded, Counters};
-pub use log::{Claim, Finish, LogRecord, LogStatus, LogStore, NewLogRecord, Related};
+pub use log::{
+    Attempt, Claim, Finish, LogRecord, LogStatus, LogStore, NewLogRecord, NewReply, Related,
+};
 pub use preferences::{PreferencesStore, SaveOutcome, UpdateError, Updated};
 pub use verification::{CodeRecord, PutCode, VerificationStore};
 

@@ -10,11 +10,15 @@
 //!   a final event over a non-final one). A non-final event never replaces a final status,
 //!   whatever its time, and `sent` never replaces `delivered`. A replay has the same timestamp,
 //!   so it changes nothing.
-//! * **Which records.** Only records the sender finished as `sent` (or that a receipt already
-//!   moved on) take receipts. A record still `pending` means the sender is between
-//!   `SendTextMessage` and writing `sent`: the receipt is [`ReceiptOutcome::NotReady`] and the
-//!   caller fails the invocation so Lambda retries it later (writing now would make the
-//!   sender's `finish` lose its claim).
+//! * **Which records.** Every record an attempt was made for (`sendingAtMs`, DESIGN §6) takes
+//!   receipts, whatever its status: `sent` and after, and also `sending` (the sender crashed or
+//!   lost the answer between `SendTextMessage` and writing the outcome, or has not written it
+//!   yet) and `unknown`. That is how a receipt settles an attempt in doubt: the record moves to
+//!   what the receipt says, the sender's own `finish` then finds it settled, and the takeover
+//!   of [`LogStore::claim`] finds it done instead of sending again. A record claimed but never
+//!   attempted (`pending` without `sendingAtMs`, e.g. one written before this protocol) is
+//!   [`ReceiptOutcome::NotReady`]: the caller fails the invocation so Lambda retries it later.
+//!   Records that never went out (`suppressed`, `rejected`, `expired`) ignore receipts.
 //! * **Price, once.** The price and carrier fee are added to the record and to the month's
 //!   spend counter in one transaction, conditional on the provider message id not being in the
 //!   record's `pricedMessages` set yet. A price is counted once per provider message, whichever
@@ -184,6 +188,8 @@ pub struct ReceiptTarget {
     pub status: Option<LogStatus>,
     /// Full E.164 of the recipient, when recorded.
     pub phone_number: Option<String>,
+    /// An attempt to send it was recorded (`sendingAtMs`).
+    pub attempted: bool,
 }
 
 /// What applying a receipt did.
@@ -233,6 +239,7 @@ fn target_of(item: &HashMap<String, AttributeValue>) -> Option<ReceiptTarget> {
         id,
         status: status_of(item),
         phone_number: item.get("phoneNumber").and_then(|v| v.as_s().ok()).cloned(),
+        attempted: item.contains_key("sendingAtMs"),
     })
 }
 
@@ -309,12 +316,14 @@ impl LogStore {
     ) -> Result<ReceiptOutcome, StoreError> {
         match target.status {
             Some(LogStatus::Sent | LogStatus::Delivered | LogStatus::Undelivered) => {}
+            Some(_) if target.attempted => {}
             Some(status) if status.is_claimable() => return Ok(ReceiptOutcome::NotReady),
             _ => return Ok(ReceiptOutcome::Ignored("record_not_sent")),
         }
         let new_status = receipt.kind.status();
         let mut condition = String::from(
-            "attribute_exists(#id) AND #status IN (:sent, :delivered, :undelivered) \
+            "attribute_exists(#id) \
+             AND (#status IN (:sent, :delivered, :undelivered) OR attribute_exists(sendingAtMs)) \
              AND (attribute_not_exists(lastEventMs) OR lastEventMs < :ts",
         );
         if receipt.is_final {
@@ -330,6 +339,7 @@ impl LogStore {
         let mut set = String::from(
             "SET #status = :status, lastEventMs = :ts, lastEventType = :type, \
              receiptFinal = :final, updatedAtMs = :now, \
+             providerMessageId = if_not_exists(providerMessageId, :mid), \
              statusHistory = list_append(if_not_exists(statusHistory, :empty), :change)",
         );
         let mut remove = Vec::new();
@@ -344,6 +354,7 @@ impl LogStore {
             (":false".into(), AttributeValue::Bool(false)),
             (":now".into(), n(now.as_millisecond())),
             (":empty".into(), AttributeValue::L(vec![])),
+            (":mid".into(), s(receipt.provider_message_id)),
         ]);
         let mut change = HashMap::from([
             ("status".to_owned(), s(new_status.as_str())),
