@@ -167,7 +167,7 @@ impl Queues {
     async fn requeue(&self, record: &SqsMessage, by: SignedDuration) -> Result<(), QueueError> {
         let route = self.route(record).ok_or(QueueError::UnknownQueue)?;
         let body = record.body.as_deref().ok_or(QueueError::NoBody)?;
-        let seconds = by.clamp(SignedDuration::ZERO, MAX_MESSAGE_DELAY).as_secs();
+        let seconds = whole_seconds(by.clamp(SignedDuration::ZERO, MAX_MESSAGE_DELAY));
         self.sqs
             .send_message()
             .queue_url(&route.url)
@@ -195,7 +195,7 @@ impl Queues {
             .receipt_handle
             .as_deref()
             .ok_or(QueueError::NoReceiptHandle)?;
-        let seconds = by.clamp(SignedDuration::ZERO, MAX_DELAY).as_secs();
+        let seconds = whole_seconds(by.clamp(SignedDuration::ZERO, MAX_DELAY));
         self.sqs
             .change_message_visibility()
             .queue_url(&route.url)
@@ -217,6 +217,13 @@ fn attributes_bytes(attributes: &[(&str, String)]) -> usize {
         .iter()
         .map(|(name, value)| name.len() + "String".len() + value.len())
         .sum()
+}
+
+/// SQS counts whole seconds: round up, so a record never comes back before its time (and
+/// waits again, spending a receive).
+fn whole_seconds(d: SignedDuration) -> i64 {
+    let secs = d.as_secs();
+    if d.subsec_nanos() > 0 { secs + 1 } else { secs }
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -245,6 +252,14 @@ mod tests {
     fn attributes_count_name_type_and_value() {
         let attributes = [("RejectReason", "bad".to_owned())];
         assert_eq!(attributes_bytes(&attributes), 12 + 6 + 3);
+    }
+
+    #[test]
+    fn waits_round_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(SignedDuration::ZERO), 0);
+        assert_eq!(whole_seconds(SignedDuration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(SignedDuration::from_millis(1_600)), 2);
+        assert_eq!(whole_seconds(SignedDuration::from_secs(3)), 3);
     }
 
     #[test]
