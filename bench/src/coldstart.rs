@@ -1,5 +1,5 @@
 //! `bench coldstart`: starts each release binary as Lambda would, against the local Runtime
-//! API of [`crate::runtime_api`], moto and the SMS stub, and measures
+//! API of [`integration_tests::runtime_api`], moto and the SMS stub, and measures
 //!
 //! * exec → first `/next` (initialisation: config, SDK config, clients);
 //! * exec → first response (initialisation plus the first real request against moto);
@@ -13,8 +13,9 @@
 //! for it, so the harness's reaction time is not measured.
 
 use crate::fixtures::{self, event_file, http_as, tag_sns, tag_sqs};
-use crate::runtime_api::{ApiEvent, RuntimeApi};
 use crate::util::{self, Mode, Part, Row, f, median, ms, percentile};
+use integration_tests::lambda_process::{lambda_env, midday_zone};
+use integration_tests::runtime_api::{ApiEvent, RuntimeApi};
 use integration_tests::{SmsStub, TestEnv};
 use serde_json::Value;
 use sms_shared::store::PreferencesStore;
@@ -243,52 +244,6 @@ async fn measure_binary(
     (!samples.is_empty()).then_some(samples)
 }
 
-/// Lambda's environment for a `provided.al2023` function with the template's settings.
-fn lambda_env(api: &RuntimeApi, name: &str, env: &TestEnv) -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = [
-        ("AWS_LAMBDA_FUNCTION_NAME", name),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-        ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
-        (
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            "2026/11/25/[$LATEST]0123456789abcdef",
-        ),
-        ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023"),
-        ("AWS_REGION", integration_tests::TEST_REGION),
-        ("AWS_DEFAULT_REGION", integration_tests::TEST_REGION),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_SESSION_TOKEN", "test"),
-        ("AWS_XRAY_CONTEXT_MISSING", "LOG_ERROR"),
-        ("AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129:2000"),
-        ("LAMBDA_TASK_ROOT", "/var/task"),
-        ("LAMBDA_RUNTIME_DIR", "/var/runtime"),
-        ("LANG", "en_US.UTF-8"),
-        ("TZ", ":UTC"),
-        ("PATH", "/usr/local/bin:/usr/bin/:/bin:/opt/bin"),
-        (
-            "LD_LIBRARY_PATH",
-            "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
-        ),
-        ("_HANDLER", "bootstrap"),
-        ("RUST_LOG", "info"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    vars.push(("AWS_LAMBDA_RUNTIME_API".into(), api.addr.to_string()));
-    vars.push((
-        "AWS_LAMBDA_LOG_GROUP_NAME".into(),
-        format!("/aws/lambda/{name}"),
-    ));
-    vars.push(("AWS_ENDPOINT_URL".into(), env.endpoint.clone()));
-    vars.extend(env.vars());
-    vars
-}
-
 async fn start_once(
     spec: &Spec,
     path: &std::path::Path,
@@ -330,7 +285,7 @@ async fn start_once(
     };
     command
         .env_clear()
-        .envs(lambda_env(&api, spec.name, env))
+        .envs(lambda_env(api.addr, spec.name, env))
         .envs(spec.vars.iter().cloned())
         .stdin(Stdio::null())
         .stdout(out)
@@ -436,37 +391,6 @@ fn kill_and_reap(pid: libc::pid_t) -> f64 {
         let cpu = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
         cpu(usage.ru_utime) + cpu(usage.ru_stime)
     }
-}
-
-/// An IANA zone where the local time is between 10:00 and 17:59 now.
-fn midday_zone() -> &'static str {
-    const ZONES: &[&str] = &[
-        "America/Los_Angeles",
-        "America/New_York",
-        "Pacific/Honolulu",
-        "America/Sao_Paulo",
-        "Atlantic/Azores",
-        "Europe/London",
-        "Europe/Berlin",
-        "Europe/Moscow",
-        "Asia/Dubai",
-        "Asia/Kolkata",
-        "Asia/Bangkok",
-        "Asia/Tokyo",
-        "Australia/Sydney",
-        "Pacific/Auckland",
-        "Pacific/Pago_Pago",
-    ];
-    let now = jiff::Timestamp::now();
-    ZONES
-        .iter()
-        .copied()
-        .find(|zone| {
-            now.in_tz(zone)
-                .map(|z| (10..18).contains(&z.hour()))
-                .unwrap_or(false)
-        })
-        .unwrap_or("America/Los_Angeles")
 }
 
 fn any(_: &Value) -> bool {

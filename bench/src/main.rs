@@ -13,7 +13,6 @@ mod coldstart;
 mod fixtures;
 mod probe;
 mod report;
-mod runtime_api;
 mod sender;
 mod size;
 mod util;

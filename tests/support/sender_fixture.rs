@@ -3,7 +3,7 @@
 
 use crate::counting::{RequestCounter, counting_dynamodb};
 use crate::iam::Recorder;
-use crate::sqs::{deliver, receive_event};
+use crate::sqs::{delete_records, deliver, make_visible, receive_event};
 use crate::{SmsStub, TestEnv};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use sender::{Disposition, Outcome, Sender, Settled};
@@ -129,19 +129,13 @@ impl Fixture {
     /// it, and the records it acknowledged are deleted. Returns each record's settlement.
     pub async fn settle_as_lambda(&self, queue: &str, event: &SqsEvent) -> Vec<Settled> {
         let settled = self.sender.settle_batch(event, None).await;
-        for (record, s) in event.records.iter().zip(&settled) {
-            if s.disposition == Disposition::Acknowledge {
-                let handle = record.receipt_handle.as_deref().expect("a receipt handle");
-                self.env
-                    .sqs
-                    .delete_message()
-                    .queue_url(queue)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .expect("DeleteMessage");
-            }
-        }
+        let acknowledged = event
+            .records
+            .iter()
+            .zip(&settled)
+            .filter(|(_, s)| s.disposition == Disposition::Acknowledge)
+            .map(|(r, _)| r);
+        delete_records(&self.env, queue, acknowledged).await;
         settled
     }
 
@@ -149,18 +143,7 @@ impl Fixture {
     /// the sender set it): they become visible now and are received again, with their
     /// receive counts one higher. Returns what was received (up to 10 messages).
     pub async fn receive_again(&self, queue: &str, event: &SqsEvent) -> SqsEvent {
-        for record in &event.records {
-            let handle = record.receipt_handle.as_deref().expect("a receipt handle");
-            self.env
-                .sqs
-                .change_message_visibility()
-                .queue_url(queue)
-                .receipt_handle(handle)
-                .visibility_timeout(0)
-                .send()
-                .await
-                .expect("ChangeMessageVisibility");
-        }
+        make_visible(&self.env, queue, event).await;
         receive_event(&self.env, queue, 10).await
     }
 

@@ -77,6 +77,40 @@ pub async fn receive_event_waiting(
     event
 }
 
+/// What SQS does when the visibility of the records of `event` runs out (however long it
+/// was set): they are visible again now, and their next receive counts one more.
+pub async fn make_visible(env: &TestEnv, queue_url: &str, event: &SqsEvent) {
+    for record in &event.records {
+        let handle = record.receipt_handle.as_deref().expect("a receipt handle");
+        env.sqs
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(handle)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .expect("ChangeMessageVisibility");
+    }
+}
+
+/// Deletes received messages (what Lambda does with the records a function acknowledged).
+pub async fn delete_records<'a>(
+    env: &TestEnv,
+    queue_url: &str,
+    records: impl IntoIterator<Item = &'a SqsMessage>,
+) {
+    for record in records {
+        let handle = record.receipt_handle.as_deref().expect("a receipt handle");
+        env.sqs
+            .delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(handle)
+            .send()
+            .await
+            .expect("DeleteMessage");
+    }
+}
+
 /// Sends the bodies and receives them back as events of at most 10 records.
 pub async fn deliver(env: &TestEnv, queue_url: &str, bodies: &[String]) -> Vec<SqsEvent> {
     send_bodies(env, queue_url, bodies).await;

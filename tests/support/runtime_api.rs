@@ -6,7 +6,8 @@
 //! * `POST /2018-06-01/runtime/init/error` reports a failed initialisation.
 //!
 //! Every request is reported, with the instant it arrived, as an [`ApiEvent`], which is what
-//! the cold-start measurement reads. One instance serves one function process.
+//! the cold-start measurement (`bench`) and the process tests ([`crate::lambda_process`])
+//! read. One instance serves one function process.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
