@@ -436,6 +436,8 @@ fn specs(stub: &SmsStub) -> Vec<Spec> {
         // Many starts send to the one sample user within a day.
         ("DAILY_PROMOTIONAL_CAP", "1000000".to_owned()),
         ("SMS_PARTS_PER_SECOND", "1000".to_owned()),
+        // The origin of the events' cookie-authenticated writes (their CSRF check, §5).
+        ("ALLOWED_ORIGINS", "https://app.example.com".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
