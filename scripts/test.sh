@@ -19,7 +19,7 @@ progress "A first run checks ~390 crates: about 3 min on 2 cores; later runs tak
   cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cfn-lint template.yaml"
 cfn-lint template.yaml
-echo "==> unit tests of the local tools (scripts/test_*.py: local API, tokens)"
+echo "==> unit tests of the local tools (scripts/test_*.py: local API, tokens, build progress, ports, samples)"
 .venv/bin/python -m unittest discover -s scripts -p 'test_*.py'
 
 # A moto of our own, never the one `make dev` may be running.
