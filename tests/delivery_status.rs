@@ -16,7 +16,8 @@ use sms_shared::store::log::counter_ids;
 use sms_shared::store::receipts::{EventKind, hard_failure_counter_id};
 use sms_shared::store::schema::LOG_KEY;
 use sms_shared::store::{
-    Claim, Counters, Finish, LogRecord, LogStatus, LogStore, NewLogRecord, PreferencesStore,
+    Attempt, Claim, Counters, Finish, LogRecord, LogStatus, LogStore, NewLogRecord,
+    PreferencesStore,
 };
 use sms_shared::{Clock, Config, MessageClass};
 use std::sync::Arc;
@@ -634,4 +635,67 @@ async fn a_dynamodb_fault_fails_the_invocation() {
     assert!(matches!(err, DeliveryStatusError::Store(_)), "{err}");
     let diagnostic: lambda_runtime::Diagnostic = err.into();
     assert_eq!(diagnostic.error_type, "StoreError");
+}
+
+#[tokio::test]
+async fn a_receipt_settles_an_attempt_in_doubt_and_a_record_ended_unknown() {
+    let f = fixture().await;
+    // Two attempts whose answers were lost (the sender died after SendTextMessage): the
+    // records say `sending`, with no provider message id.
+    let log = f.log.clone().with_takeover_wait(SignedDuration::ZERO);
+    for id in ["doubt-1", "doubt-2"] {
+        let token = f.claim(id).await;
+        let attempt = Attempt {
+            phone_number: "+14155550123",
+            body: "WordBattle: Ada challenged you. Reply STOP to unsubscribe.",
+            segments: 1,
+            encoding: "GSM-7",
+        };
+        let lease = SignedDuration::from_secs(120);
+        assert!(
+            log.begin_send(id, &token, &attempt, now(), lease)
+                .await
+                .unwrap()
+        );
+    }
+    // The first one's receipt arrives while it is still `sending`: it is applied.
+    assert_eq!(
+        f.handle(receipt("delivered", "doubt-1", "m-doubt-1")).await,
+        [RecordOutcome::Applied(EventKind::Delivered)]
+    );
+    let record = f.record("doubt-1").await;
+    assert_eq!(record.status, LogStatus::Delivered);
+    assert_eq!(record.provider_message_id.as_deref(), Some("m-doubt-1"));
+    assert_eq!(
+        f.month_total().await,
+        COST_MICROS,
+        "priced once, like any message"
+    );
+
+    // The second one's lease runs out with no receipt: the takeover ends it `unknown` (a
+    // promotional kind is never resent). Its receipt, late, still says what happened.
+    let later = now() + SignedDuration::from_secs(121);
+    let claim = log
+        .claim(
+            &NewLogRecord {
+                id: "doubt-2",
+                user_id: Some("u-1"),
+                kind: MessageKind::BattleInvitation,
+                related: None,
+            },
+            later,
+            SignedDuration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::SettledUnknown(_)), "{claim:?}");
+    assert_eq!(f.record("doubt-2").await.status, LogStatus::Unknown);
+    assert_eq!(
+        f.handle(receipt("delivered", "doubt-2", "m-doubt-2")).await,
+        [RecordOutcome::Applied(EventKind::Delivered)]
+    );
+    let record = f.record("doubt-2").await;
+    assert_eq!(record.status, LogStatus::Delivered);
+    assert_eq!(record.provider_message_id.as_deref(), Some("m-doubt-2"));
+    assert!(f.calls.denied().is_empty());
 }

@@ -530,3 +530,34 @@ async fn a_stop_under_contention_is_retried_until_applied_and_never_marked_proce
     assert_eq!(f.stub.sent().len(), 1, "one confirmation");
     assert!(f.calls.denied().is_empty());
 }
+
+#[tokio::test]
+async fn a_reply_whose_answer_was_lost_is_never_sent_twice() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    // The provider never answers the confirmation: maybe sent. The STOP itself is in place;
+    // the invocation fails, so Lambda retries it.
+    f.stub.push(Behavior::Hang);
+    let err = f.handler.handle(sample("stop")).await.unwrap_err();
+    assert!(matches!(err, InboundError::Sms(_)), "{err}");
+    assert!(!f.prefs("u-1").await.has_consent());
+    assert_eq!(
+        f.raw(&reply_log_id(STOP_ID)).await["status"],
+        json!("sending")
+    );
+    assert!(f.raw(&inbound_log_id(STOP_ID)).await.is_empty());
+
+    // Lambda's retry: the reply is in doubt and a confirmation is only worth sending at once,
+    // so it ends `unknown` instead of going out again; the message is marked processed.
+    f.clock.advance(jiff::SignedDuration::from_mins(1));
+    assert_eq!(
+        f.handle(sample("stop")).await,
+        [processed(Intent::OptOut, 0, false)]
+    );
+    assert_eq!(f.stub.requests(), 1, "one SendTextMessage call, not two");
+    let reply = f.raw(&reply_log_id(STOP_ID)).await;
+    assert_eq!(reply["status"], json!("unknown"));
+    assert_eq!(reply["sendAttempts"], json!("1"));
+    assert!(!f.raw(&inbound_log_id(STOP_ID)).await.is_empty());
+    assert!(f.calls.denied().is_empty());
+}

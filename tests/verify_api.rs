@@ -4,6 +4,7 @@
 mod api_common;
 
 use api_common::{Api, Edit, LogCapture, Reply, as_user, code_in, request};
+use integration_tests::Behavior;
 use integration_tests::conflict::lose_saves;
 use jiff::SignedDuration;
 use serde_json::json;
@@ -621,4 +622,34 @@ async fn a_right_code_whose_save_does_not_happen_stays_valid() {
     check(&api, "u-s", &code)
         .await
         .assert_error(410, "code_used");
+}
+
+#[tokio::test]
+async fn a_code_whose_answer_was_lost_is_accepted_and_its_attempt_stays_on_record() {
+    let api = Api::new().await;
+    // The provider takes the code but answers too late: it may well arrive, so the user is
+    // told it is on its way rather than asked to request another (which would replace it).
+    api.stub.push(Behavior::Delay(
+        integration_tests::sms_stub::CLIENT_OPERATION_TIMEOUT + std::time::Duration::from_secs(1),
+    ));
+    let reply = start(&api, "u-d", NUMBER).await;
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    let sent = api.stub.sent_to(NUMBER);
+    assert_eq!(sent.len(), 1);
+    let log_id = &sent[0].context["logId"];
+    let log = LogStore::new(api.env.dynamodb.clone(), api.env.tables.log.clone())
+        .get(log_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(log.status, LogStatus::Sending, "in doubt until its receipt");
+    assert_eq!(log.send_attempts, 1);
+    assert!(!log.body.unwrap().contains(&code_in(&sent[0].body)));
+    // The code that went out works (no message feedback: its id was never answered).
+    assert_eq!(
+        check(&api, "u-d", &code_in(&sent[0].body)).await.status,
+        200
+    );
+    assert!(api.stub.feedback().is_empty());
+    assert!(api.verify_calls.denied().is_empty());
 }

@@ -547,19 +547,10 @@ async fn check<S: SmsSender>(
         Err(e) => return Err(e.into()),
     };
 
-    // Tell AWS the code arrived (fraud detection); best effort.
-    let message_id = match record.provider_message_id.clone() {
-        Some(id) => Some(id),
-        None => state
-            .log
-            .get(&record.log_id)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|r| r.provider_message_id),
-    };
-    if let Some(message_id) = message_id
-        && let Err(e) = state.sender.report_received(&message_id).await
+    // Tell AWS the code arrived (fraud detection); best effort. The code's record has the
+    // message id when the provider answered the send (not when its answer was lost).
+    if let Some(message_id) = &record.provider_message_id
+        && let Err(e) = state.sender.report_received(message_id).await
     {
         warn!(
             error_code = e.code(),
