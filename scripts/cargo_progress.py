@@ -14,7 +14,7 @@ when something finished (at most every 15 s) and, while nothing finishes, a hear
 (crates, build scripts, binaries), from `--unit-graph` (RUSTC_BOOTSTRAP=1, read-only; no
 total when that fails). Units already built count as done at once, so a second run goes
 straight to "up to date". `--note` is printed when the first crate starts compiling (how long a
-first build takes), and never when everything is up to date. Warnings, errors and cargo's other
+first build takes), not when everything (or most of it) is up to date. Warnings, errors and cargo's other
 messages (a lock it waits for) pass through unchanged; the per-crate `Compiling` lines and
 `Finished` are folded into the progress lines and one closing line. The exit status is cargo's.
 
@@ -145,7 +145,9 @@ class Progress:
             first = self.compiled == 0 and not self.running and not self.started_any
             self.started_any = True
             self.running[name] += 1
-        if first and self.note:
+        # The note is about a first build: not when most units were already up to date when
+        # the first one started (cargo reports those first), as after a code change.
+        if first and self.note and (not self.total or self.done < self.total / 2):
             print(f"    {self.note}", file=self.out, flush=True)
         self.emit(force=first)  # the first crate to compile: say so at once
 

@@ -86,6 +86,16 @@ sys.exit(EXIT)
         code, _, _ = self.run_fake_cargo(self.FAKE_BUILD.replace("EXIT", "101"))
         self.assertEqual(code, 101)
 
+    def test_a_small_rebuild_prints_no_note(self):
+        script = self.FAKE_BUILD.replace("EXIT", "0").replace(
+            '{"units": [{}, {}, {}]}', '{"units": [{}, {}, {}, {}, {}, {}, {}]}').replace(
+            'artifact("serde", True)', 'artifact("serde", True); artifact("a", True); artifact("b", True); '
+                                       'artifact("c", True); artifact("d", True)')
+        code, out, _ = self.run_fake_cargo(script, "--note", "about 4 min")
+        self.assertEqual(code, 0)
+        self.assertNotIn("about 4 min", out)
+        self.assertRegex(out.splitlines()[0], r"^    \[\s+5/7\]")
+
     def test_an_up_to_date_build_prints_no_note(self):
         script = r'''
 import json, sys
