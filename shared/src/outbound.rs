@@ -24,6 +24,7 @@ use crate::kinds::MessageClass;
 use crate::sms::{OutboundSms, SmsError, SmsSender};
 use crate::store::{Attempt, Finish, LogStore, StoreError};
 use jiff::SignedDuration;
+use tokio::time::Instant;
 use tracing::{error, warn};
 
 /// The sending half of the protocol, for one function.
@@ -56,6 +57,9 @@ pub struct Message<'a> {
     /// Whether something delivers the record again after a transient refusal (SQS, Lambda's
     /// retries): then it ends `retry`, else `rejected`.
     pub redelivered: bool,
+    /// No call starts after this (the invocation's deadline less its margin): past it, the
+    /// attempt is released as `retry` unsent.
+    pub start_by: Option<Instant>,
 }
 
 /// How a send ended.
@@ -71,6 +75,9 @@ pub enum Sent {
     /// The claim was gone before the call (a receipt or another invocation settled the
     /// record): nothing was sent.
     ClaimLost,
+    /// Recording the attempt took the time up to `start_by`: nothing was sent; the record is
+    /// `retry` when `recorded`.
+    TooLate { recorded: bool },
 }
 
 impl<S: SmsSender> Outbound<'_, S> {
@@ -90,6 +97,18 @@ impl<S: SmsSender> Outbound<'_, S> {
         {
             warn!(log_id = m.id, "claim lost before sending; not sent");
             return Ok(Sent::ClaimLost);
+        }
+        if m.start_by.is_some_and(|by| Instant::now() > by) {
+            let release = Finish::Retry {
+                error_code: "deadline",
+                error_message: "no time left to send before the invocation's deadline",
+            };
+            let recorded = self
+                .log
+                .finish(m.id, m.token, release, self.clock.now())
+                .await
+                .unwrap_or(false);
+            return Ok(Sent::TooLate { recorded });
         }
         let sent = self
             .sms

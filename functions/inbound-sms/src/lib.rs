@@ -402,11 +402,13 @@ impl<S: SmsSender> InboundSms<S> {
                 message_feedback: false,
                 // Lambda retries a failed invocation.
                 redelivered: true,
+                start_by: None,
             })
             .await?;
         match sent {
             Sent::Sent { .. } => Ok(true),
-            Sent::ClaimLost => Ok(false),
+            // (No deadline is given here, so never too late.)
+            Sent::ClaimLost | Sent::TooLate { .. } => Ok(false),
             // Maybe sent: the next delivery's takeover settles the reply (never resent).
             Sent::InDoubt { error } => Err(InboundError::Sms(error)),
             Sent::Refused { error, .. } if error.is_transient() => Err(InboundError::Sms(error)),

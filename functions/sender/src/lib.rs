@@ -420,12 +420,21 @@ impl<S: SmsSender> Sender<S> {
             );
         }
         Step::Done(
-            self.send_claimed(&claim, &number, &rendered, class, reservation, now)
-                .await,
+            self.send_claimed(
+                &claim,
+                &number,
+                &rendered,
+                class,
+                reservation,
+                now,
+                latest_start,
+            )
+            .await,
         )
     }
 
     /// Sends a claimed, decided request through the one send protocol.
+    #[allow(clippy::too_many_arguments)]
     async fn send_claimed(
         &self,
         claim: &ClaimRef<'_>,
@@ -434,6 +443,7 @@ impl<S: SmsSender> Sender<S> {
         class: MessageClass,
         reservation: Reservation,
         now: Timestamp,
+        latest_start: Option<Instant>,
     ) -> Outcome {
         let outbound = Outbound {
             log: &self.log,
@@ -452,6 +462,7 @@ impl<S: SmsSender> Sender<S> {
             class,
             message_feedback: false,
             redelivered: true,
+            start_by: latest_start,
         };
         match outbound.send(&message).await {
             Err(e) => {
@@ -461,6 +472,10 @@ impl<S: SmsSender> Sender<S> {
             Ok(outbound::Sent::ClaimLost) => {
                 self.release(reservation, now).await;
                 Outcome::Duplicate
+            }
+            Ok(outbound::Sent::TooLate { .. }) => {
+                self.release(reservation, now).await;
+                Outcome::Retry { reason: "deadline" }
             }
             Ok(outbound::Sent::Sent { recorded, .. }) => {
                 self.pacer.succeeded();

@@ -361,6 +361,7 @@ async fn start<S: SmsSender>(
         class: MessageClass::Transactional,
         message_feedback: true,
         redelivered: false,
+        start_by: None,
     })
     .await
     .map_err(|e| internal("recording the code's attempt failed", &e))?;
@@ -395,7 +396,8 @@ async fn start<S: SmsSender>(
             warn!(to = %number.masked(), log_id = %log_id, error_code = error.code(), "no answer for the verification code; it may arrive");
             accepted()
         }
-        Sent::ClaimLost => Err(internal(
+        // (No deadline is given here, so never too late.)
+        Sent::ClaimLost | Sent::TooLate { .. } => Err(internal(
             "the code's fresh log record was taken",
             &"claim lost",
         )),
