@@ -9,7 +9,7 @@
 
 use super::counters::number;
 use super::schema::LOG_KEY;
-use super::{LogStore, StoreError, condition_failed};
+use super::{LogStore, StoreError, written};
 use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::Timestamp;
 
@@ -101,11 +101,7 @@ impl LogStore {
         if let Some(reply) = record.reply_id {
             request = request.item("replyId", s(reply));
         }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
+        Ok(written(request.send().await)?.is_some())
     }
 }
 

@@ -17,7 +17,7 @@
 
 use super::counters::number;
 use super::schema::{LOG_BY_PROVIDER_ID_INDEX, LOG_BY_USER_INDEX, LOG_KEY};
-use super::{StoreError, condition_failed};
+use super::{StoreError, condition_failed, written};
 use crate::kinds::{MessageClass, MessageKind};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -556,11 +556,10 @@ impl LogStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(out) => Ok(out.attributes.map(from_item).transpose()?),
-            Err(err) if condition_failed(&err) => Ok(None),
-            Err(err) => Err(err.into()),
-        }
+        Ok(written(result)?
+            .and_then(|out| out.attributes)
+            .map(from_item)
+            .transpose()?)
     }
 
     /// Records the attempt of a claimed request before `SendTextMessage` is called: `sending`,
@@ -613,11 +612,7 @@ impl LogStore {
             .expression_attribute_values(":change", history_entry(LogStatus::Sending, now, None))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
+        Ok(written(result)?.is_some())
     }
 
     /// Records the outcome of a claim (from `pending`, or from `sending` after the call).

@@ -62,6 +62,21 @@ impl ConditionFailure for aws_sdk_dynamodb::operation::update_item::UpdateItemEr
     }
 }
 
+/// A conditional write's result: `Some(output)` when it was written, `None` when its condition
+/// was false (a lost race, a duplicate, a cap reached: an answer, not an error).
+pub(crate) fn written<O, E: ConditionFailure, R>(
+    result: Result<O, SdkError<E, R>>,
+) -> Result<Option<O>, StoreError>
+where
+    aws_sdk_dynamodb::Error: From<SdkError<E, R>>,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(err) if condition_failed(&err) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// The request failed only because its condition was false: a lost race, a duplicate, a
 /// cap reached. Callers turn that into an answer, not an error.
 pub(crate) fn condition_failed<E: ConditionFailure, R>(err: &SdkError<E, R>) -> bool {

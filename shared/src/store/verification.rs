@@ -6,7 +6,7 @@
 
 use super::counters::{Counters, number};
 use super::schema::{TTL_ATTRIBUTE, VERIFICATION_KEY};
-use super::{StoreError, condition_failed};
+use super::{StoreError, written};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
@@ -164,16 +164,13 @@ impl VerificationStore {
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await;
-        match result {
-            Ok(out) => Ok(out
-                .attributes
+        Ok(written(result)?.and_then(|out| {
+            out.attributes
                 .as_ref()
                 .and_then(|a| a.get("attempts"))
                 .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())),
-            Err(err) if condition_failed(&err) => Ok(None),
-            Err(err) => Err(err.into()),
-        }
+                .and_then(|n| n.parse().ok())
+        }))
     }
 
     /// Uses code `code_id` once: of any number of concurrent callers exactly one gets `true`,
@@ -198,11 +195,7 @@ impl VerificationStore {
             .set_expression_attribute_values(guard.expression_attribute_values)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
+        Ok(written(result)?.is_some())
     }
 
     /// The write that uses code `code_id` (the condition of [`VerificationStore::consume`]), to
@@ -265,10 +258,7 @@ impl VerificationStore {
             .expression_attribute_values(":id", s(code_id))
             .send()
             .await;
-        match result {
-            // A newer code replaced this one meanwhile: nothing to record.
-            Err(err) if condition_failed(&err) => Ok(()),
-            other => other.map(|_| ()).map_err(Into::into),
-        }
+        // `None`: a newer code replaced this one meanwhile, nothing to record.
+        written(result).map(|_| ())
     }
 }
