@@ -167,6 +167,23 @@ class Progress:
             self.emit()
 
 
+def pump(proc: subprocess.Popen, on_text, on_message) -> None:
+    """Feeds the child's lines to the handlers in the order cargo wrote them. stderr is merged
+    into stdout (one pipe keeps the order: cargo says `Compiling x` before it reports x's
+    artifact; two pipes read by two threads could take them in either order): a line that is a
+    JSON message with a `reason` is cargo's, any other line its text."""
+    for raw in proc.stdout:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        try:
+            message = json.loads(line) if line.startswith("{") else None
+        except ValueError:
+            message = None
+        if isinstance(message, dict) and "reason" in message:
+            on_message(message)
+        else:
+            on_text(line)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--every", type=float, default=30.0, help="seconds between heartbeats")
@@ -179,44 +196,32 @@ def main(argv=None) -> int:
         parser.error("no command given")
 
     progress = Progress(count_units(command), args.every, args.note)
-    proc = subprocess.Popen(with_json_messages(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, bufsize=1)
+    proc = subprocess.Popen(with_json_messages(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
-    def read_stderr():
-        for raw in proc.stderr:
-            line = raw.rstrip("\n")
-            started = STARTED.match(line)
-            if started:
-                progress.started(started.group(2))
-            elif not FOLDED.match(line):
-                print(line, file=sys.stderr, flush=True)
+    def on_text(line: str) -> None:
+        started = STARTED.match(line)
+        if started:
+            progress.started(started.group(2))
+        elif not FOLDED.match(line):
+            print(line, file=sys.stderr, flush=True)
 
-    def read_stdout():
-        for raw in proc.stdout:
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                print(raw, end="", flush=True)  # a test binary's or build script's own text
-                continue
-            reason = message.get("reason")
-            if reason == "compiler-artifact":
-                kinds = (message.get("target") or {}).get("kind") or []
-                progress.finished(package_name(message.get("package_id", "")), bool(message.get("fresh")),
-                                  build_script="custom-build" in kinds)
-            elif reason == "build-script-executed":
-                progress.finished(package_name(message.get("package_id", "")), True, build_script=True)
+    def on_message(message: dict) -> None:
+        reason = message.get("reason")
+        if reason == "compiler-artifact":
+            kinds = (message.get("target") or {}).get("kind") or []
+            progress.finished(package_name(message.get("package_id", "")), bool(message.get("fresh")),
+                              build_script="custom-build" in kinds)
+        elif reason == "build-script-executed":
+            progress.finished(package_name(message.get("package_id", "")), True, build_script=True)
 
-    readers = [threading.Thread(target=read_stderr, daemon=True), threading.Thread(target=read_stdout, daemon=True)]
     beat = threading.Thread(target=progress.heartbeat, daemon=True)
-    for thread in [*readers, beat]:
-        thread.start()
+    beat.start()
     try:
+        pump(proc, on_text, on_message)
         code = proc.wait()
     except KeyboardInterrupt:
         proc.terminate()
         code = proc.wait()
-    for thread in readers:
-        thread.join(timeout=5)
     progress.stopped.set()
     took = elapsed(time.monotonic() - progress.start)
     if code == 0 and progress.compiled:
