@@ -422,7 +422,8 @@ async fn inbound_sms_role_allows_exactly_what_it_calls() {
         CONFIGURATION_SET,
     ];
     let config = env.config_with(&vars);
-    let now: Timestamp = "2026-11-25T12:10:00Z".parse().unwrap();
+    // Within 5 minutes of the sample STOP (12:01): its confirmation is still due.
+    let now: Timestamp = "2026-11-25T12:01:30Z".parse().unwrap();
     let calls = Recorder::new("inbound-sms", &env.vars_with(&vars));
     let (racing, conflicts) = lose_saves(&env.dynamodb, 1);
     let stub = SmsStub::start().await;

@@ -3,7 +3,10 @@
 
 use aws_lambda_events::event::sns::SnsEvent;
 use delivery_status::{DeliveryStatus, RecordOutcome};
-use inbound_sms::{InboundError, InboundOutcome, InboundSms};
+use inbound_sms::{
+    CONFIRMATION_LATE, CONFIRMATION_SEND_ALLOWANCE, CONFIRMATION_WINDOW, InboundError,
+    InboundOutcome, InboundSms,
+};
 use integration_tests::conflict::lose_saves;
 use integration_tests::events::sns_event;
 use integration_tests::iam::Recorder;
@@ -43,8 +46,10 @@ struct Fixture {
     calls: Recorder,
 }
 
+/// 30 s after the sample STOP (`events/sns-inbound-stop.json`, published 12:01:00): inside
+/// the 5-minute window of every sample's confirmation.
 fn now() -> Timestamp {
-    "2026-11-25T12:10:00Z".parse().unwrap()
+    "2026-11-25T12:01:30Z".parse().unwrap()
 }
 
 async fn fixture_with(extra: &[(&str, &str)]) -> Fixture {
@@ -87,6 +92,34 @@ fn event(name: &str, edit: impl FnOnce(&mut Map<String, Value>)) -> SnsEvent {
 
 fn sample(name: &str) -> SnsEvent {
     event(name, |_| {})
+}
+
+/// A sample as a new inbound message `id`, published by SNS at `published`, edited.
+fn edited(
+    name: &str,
+    id: &str,
+    published: &str,
+    edit: impl FnOnce(&mut Map<String, Value>),
+) -> SnsEvent {
+    let mut e = event(name, |m| {
+        m.insert("inboundMessageId".into(), json!(id));
+        edit(m);
+    });
+    e.records[0].sns.timestamp = published.parse().unwrap();
+    e
+}
+
+/// A sample as a new inbound message `id`, published by SNS at `published`.
+fn at(name: &str, id: &str, published: &str) -> SnsEvent {
+    edited(name, id, published, |_| {})
+}
+
+/// A sample with another body (and no `messageKeyword`), as a new inbound message `id`.
+fn saying(body: &str, id: &str) -> SnsEvent {
+    edited("other", id, "2026-11-25T12:01:00Z", |m| {
+        m.insert("messageBody".into(), json!(body));
+        m.insert("messageKeyword".into(), json!(""));
+    })
 }
 
 impl Fixture {
@@ -223,20 +256,104 @@ async fn plain_language_and_non_english_opt_outs_revoke() {
     assert_eq!(g.handle(alto).await, [processed(Intent::OptOut, 1, true)]);
 }
 
+/// What the provider (End User Messaging, or the toll-free carrier) sends by itself for each
+/// sample, by setting: the STOP sample (`messageKeyword` STOP) when it answers STOP, the HELP
+/// sample when it answers HELP, and never the plain-language opt-out, which it does not
+/// recognise as a keyword.
+fn provider_answers(sample: &str, stop: bool, help: bool) -> bool {
+    match sample {
+        "stop" => stop,
+        "stop-plain" => false,
+        "help" => help,
+        other => panic!("no rule for {other}"),
+    }
+}
+
+/// DESIGN §8: no keyword is ever answered twice, and none goes unanswered. For every
+/// combination of the two settings and each of STOP, a plain-language opt-out and HELP,
+/// the provider's answer (per the table above) and ours add up to exactly one.
 #[tokio::test]
-async fn when_the_provider_answers_stop_itself_no_second_confirmation_is_sent() {
-    let f = fixture_with(&[("PROVIDER_HANDLES_OPT_OUT_REPLY", "true")]).await;
+async fn every_keyword_gets_exactly_one_answer_whoever_answers_it() {
+    for stop in [false, true] {
+        for help in [false, true] {
+            let settings = [
+                ("PROVIDER_ANSWERS_STOP", if stop { "true" } else { "false" }),
+                ("PROVIDER_ANSWERS_HELP", if help { "true" } else { "false" }),
+            ];
+            let f = fixture_with(&settings).await;
+            f.user("u-1", PHONE).await;
+            for name in ["stop", "stop-plain", "help"] {
+                let case = format!("{name} with {settings:?}");
+                let before = f.stub.sent_to(PHONE).len();
+                let outcome = f.handle(sample(name)).await;
+                let ours = f.stub.sent_to(PHONE)[before..].to_vec();
+                let theirs = provider_answers(name, stop, help);
+                assert_eq!(ours.len() + usize::from(theirs), 1, "{case}: ours {ours:?}");
+                let expected = match name {
+                    "help" => template::help_text(&f.config.branding, Locale::En),
+                    _ => template::opt_out_confirmation(&f.config.branding, Locale::En),
+                };
+                if let Some(sent) = ours.first() {
+                    assert_eq!(sent.body, expected, "{case}");
+                }
+                let InboundOutcome::Processed { replied, .. } = outcome[0] else {
+                    panic!("{case}: {outcome:?}")
+                };
+                assert_eq!(replied, !theirs, "{case}");
+                // Left to the provider: no reply record at all.
+                let id = serde_json::from_str::<Value>(&sample(name).records[0].sns.message)
+                    .unwrap()["inboundMessageId"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                assert_eq!(f.raw(&reply_log_id(&id)).await.is_empty(), theirs, "{case}");
+            }
+            // The opt-outs were applied whoever answered them.
+            assert!(!f.prefs("u-1").await.has_consent());
+            assert!(f.calls.denied().is_empty());
+        }
+    }
+}
+
+/// START and UNSTOP registered as opt-in keywords (`PROVIDER_ANSWERS_START`): AWS sends their
+/// keyword message, so we do not; an opt-in it does not know (COMENZAR) is confirmed by us.
+#[tokio::test]
+async fn an_opt_in_keyword_the_provider_answers_is_not_confirmed_twice() {
+    let f = fixture_with(&[("PROVIDER_ANSWERS_START", "true")]).await;
     f.user("u-1", PHONE).await;
+    f.handle(sample("stop")).await;
+    assert_eq!(f.stub.sent().len(), 1, "the STOP confirmation");
     assert_eq!(
-        f.handle(sample("stop")).await,
-        [processed(Intent::OptOut, 1, false)]
+        f.handle(sample("start")).await,
+        [processed(Intent::OptIn, 1, false)]
     );
-    assert!(!f.prefs("u-1").await.has_consent());
-    assert!(f.stub.sent().is_empty());
-    assert!(f.raw(&reply_log_id(STOP_ID)).await.is_empty());
+    assert!(f.prefs("u-1").await.has_consent(), "granted all the same");
+    assert_eq!(f.stub.sent().len(), 1, "AWS confirms START itself");
+
+    f.handle(sample("stop")).await; // a duplicate: nothing
+    let stop_again = at(
+        "stop",
+        "c0ffee00-0000-4000-8000-0000000000a1",
+        "2026-11-25T12:01:10Z",
+    );
+    f.handle(stop_again).await;
+    let comenzar = edited(
+        "start",
+        "c0ffee00-0000-4000-8000-0000000000a2",
+        "2026-11-25T12:01:20Z",
+        |m| {
+            m.insert("messageKeyword".into(), json!(""));
+            m.insert("messageBody".into(), json!("COMENZAR"));
+        },
+    );
     assert_eq!(
-        f.raw(&inbound_log_id(STOP_ID)).await["intent"],
-        json!("opt_out")
+        f.handle(comenzar).await,
+        [processed(Intent::OptIn, 1, true)]
+    );
+    let last = f.stub.sent().pop().unwrap();
+    assert_eq!(
+        last.body,
+        template::opt_in_confirmation(&f.config.branding, Locale::Es)
     );
 }
 
@@ -560,4 +677,244 @@ async fn a_reply_whose_answer_was_lost_is_never_sent_twice() {
     assert_eq!(reply["sendAttempts"], json!("1"));
     assert!(!f.raw(&inbound_log_id(STOP_ID)).await.is_empty());
     assert!(f.calls.denied().is_empty());
+}
+
+// ---- the 5-minute rule (DESIGN §8) ----
+
+/// Past `CONFIRMATION_WINDOW` less the send's allowance after the inbound message (SNS's
+/// publish time), a confirmation is recorded `confirmation_late` and never sent; a second
+/// before that instant it is sent (at the instant itself no call may start any more: the
+/// protocol checks the deadline again right before the call). The opt-out is applied either
+/// way.
+#[tokio::test]
+async fn a_stop_confirmation_is_sent_only_while_it_can_arrive_within_five_minutes() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    f.user("u-2", OTHER_PHONE).await;
+    let published: Timestamp = "2026-11-25T12:01:00Z".parse().unwrap();
+    let last_start = published + CONFIRMATION_WINDOW - CONFIRMATION_SEND_ALLOWANCE;
+
+    // A second before the last instant: sent.
+    f.clock.set(last_start - jiff::SignedDuration::from_secs(1));
+    assert_eq!(
+        f.handle(sample("stop")).await,
+        [processed(Intent::OptOut, 1, true)]
+    );
+    assert_eq!(f.stub.sent_to(PHONE).len(), 1);
+
+    // One millisecond later: the STOP is honoured, the confirmation is not sent.
+    f.clock
+        .set(last_start + jiff::SignedDuration::from_millis(1));
+    let late = edited("stop", "late-1", "2026-11-25T12:01:00Z", |m| {
+        m.insert("originationNumber".into(), json!(OTHER_PHONE));
+    });
+    assert_eq!(f.handle(late).await, [processed(Intent::OptOut, 1, false)]);
+    assert!(!f.prefs("u-2").await.has_consent(), "revoked all the same");
+    assert!(f.stub.sent_to(OTHER_PHONE).is_empty(), "never sent late");
+    let reply = f.raw(&reply_log_id("late-1")).await;
+    assert_eq!(reply["status"], json!("suppressed"));
+    assert_eq!(reply["reason"], json!(CONFIRMATION_LATE));
+    assert_eq!(reply["phoneNumber"], json!(OTHER_PHONE));
+    assert_eq!(
+        reply["body"],
+        json!(template::opt_out_confirmation(
+            &f.config.branding,
+            Locale::En
+        )),
+        "the record keeps what would have been sent"
+    );
+    assert!(
+        !f.raw(&inbound_log_id("late-1")).await.is_empty(),
+        "processed"
+    );
+    assert!(f.calls.denied().is_empty());
+}
+
+/// The bad day of the issue: the confirmation's send fails, and Lambda's retry comes after
+/// the window (retries run for up to 6 h; a dead-letter replay later still). The retry
+/// finishes the STOP and records the confirmation late; nothing is sent hours later.
+#[tokio::test]
+async fn a_retry_or_replay_hours_later_never_sends_the_confirmation() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    f.stub.push(Behavior::Throttle);
+    let err = f.handler.handle(sample("stop")).await.unwrap_err();
+    assert!(matches!(err, InboundError::Sms(_)), "{err}");
+    assert!(!f.prefs("u-1").await.has_consent());
+
+    f.clock.advance(jiff::SignedDuration::from_hours(6));
+    assert_eq!(
+        f.handle(sample("stop")).await,
+        [processed(Intent::OptOut, 0, false)]
+    );
+    assert_eq!(f.stub.requests(), 1, "only the throttled attempt");
+    let reply = f.raw(&reply_log_id(STOP_ID)).await;
+    assert_eq!(reply["status"], json!("suppressed"));
+    assert_eq!(reply["reason"], json!(CONFIRMATION_LATE));
+    assert!(!f.raw(&inbound_log_id(STOP_ID)).await.is_empty());
+
+    // A replay from the dead-letter queue: a duplicate, still nothing sent.
+    assert_eq!(f.handle(sample("stop")).await, [InboundOutcome::Duplicate]);
+    assert_eq!(f.stub.requests(), 1);
+}
+
+/// START's confirmation keeps the same rule; HELP is an answer to a question, still true
+/// later, and has no deadline.
+#[tokio::test]
+async fn a_late_start_is_granted_but_not_confirmed_and_help_has_no_deadline() {
+    let f = fixture().await;
+    f.user("u-1", PHONE).await;
+    f.handle(sample("stop")).await;
+    assert_eq!(f.stub.sent().len(), 1);
+
+    f.clock.set("2026-11-25T13:00:00Z".parse().unwrap());
+    assert_eq!(
+        f.handle(sample("start")).await,
+        [processed(Intent::OptIn, 1, false)]
+    );
+    assert!(f.prefs("u-1").await.has_consent(), "granted all the same");
+    let reply = f.raw(&reply_log_id(START_ID)).await;
+    assert_eq!(reply["reason"], json!(CONFIRMATION_LATE));
+
+    assert_eq!(
+        f.handle(sample("help")).await,
+        [processed(Intent::Help, 0, true)]
+    );
+    assert_eq!(
+        f.stub.sent().len(),
+        2,
+        "the STOP confirmation and the help text"
+    );
+}
+
+// ---- languages (DESIGN §8) ----
+
+/// A user with `locale`.
+async fn speaks(f: &Fixture, user: &str, locale: &str) {
+    let mut p = f.prefs(user).await;
+    p.locale = Some(locale.into());
+    f.prefs.save(&mut p, &[], now()).await.unwrap();
+}
+
+/// Keyword replies speak the language of the keyword: PARAR and a Spanish sentence are
+/// confirmed in Spanish, AYUDA is answered in Spanish, STOP in English, whatever the user's
+/// own locale; a message with no words (🛑) in the user's locale.
+#[tokio::test]
+async fn replies_speak_the_language_of_the_keyword_else_the_users() {
+    let f = fixture().await;
+    f.user("u-en", PHONE).await;
+    f.user("u-es", OTHER_PHONE).await;
+    speaks(&f, "u-es", "es").await;
+    let es = |f: &Fixture| template::opt_out_confirmation(&f.config.branding, Locale::Es);
+    let en = |f: &Fixture| template::opt_out_confirmation(&f.config.branding, Locale::En);
+    let last_to = |f: &Fixture, to: &str| f.stub.sent_to(to).pop().expect("a reply").body;
+
+    // PARAR from an English speaker: Spanish.
+    f.handle(saying("PARAR", "lang-1")).await;
+    assert_eq!(last_to(&f, PHONE), es(&f));
+    assert!(!f.prefs("u-en").await.has_consent());
+
+    // STOP from a Spanish speaker: English (the keyword's language).
+    f.handle(edited("stop", "lang-2", "2026-11-25T12:01:00Z", |m| {
+        m.insert("originationNumber".into(), json!(OTHER_PHONE));
+    }))
+    .await;
+    assert_eq!(last_to(&f, OTHER_PHONE), en(&f));
+
+    // No words at all: the user's own locale.
+    f.handle(edited("other", "lang-3", "2026-11-25T12:01:00Z", |m| {
+        m.insert("originationNumber".into(), json!(OTHER_PHONE));
+        m.insert("messageBody".into(), json!("🛑"));
+    }))
+    .await;
+    assert_eq!(last_to(&f, OTHER_PHONE), es(&f));
+
+    // AYUDA: the Spanish help text.
+    f.handle(saying("AYUDA", "lang-4")).await;
+    let help = last_to(&f, PHONE);
+    assert_eq!(help, template::help_text(&f.config.branding, Locale::Es));
+    assert!(
+        help.contains("Pueden aplicarse tarifas de mensajes y datos"),
+        "{help}"
+    );
+    // GSM-7 (the accents folded), one or two segments.
+    for body in [es(&f), help] {
+        let count = sms_shared::segments::count(&body);
+        assert_eq!(
+            count.encoding,
+            sms_shared::segments::Encoding::Gsm7,
+            "{body}"
+        );
+        assert!(count.segments <= 2, "{body}");
+    }
+}
+
+/// Spanish plain-language opt-outs are honoured as the English ones are, and confirmed in
+/// Spanish even when AWS answers the keywords it recognises (it does not recognise these).
+#[tokio::test]
+async fn a_spanish_sentence_opts_out_and_is_confirmed_in_spanish_even_when_aws_answers_stop() {
+    let f = fixture_with(&[
+        ("PROVIDER_ANSWERS_STOP", "true"),
+        ("PROVIDER_ANSWERS_HELP", "true"),
+    ])
+    .await;
+    f.user("u-1", PHONE).await;
+    let spanish = sample("stop-es");
+    assert_eq!(
+        f.handle(spanish).await,
+        [processed(Intent::OptOut, 1, true)]
+    );
+    assert!(!f.prefs("u-1").await.has_consent());
+    let last = f.history("u-1").await.pop().unwrap();
+    assert_eq!(last.action, ConsentAction::Revoke);
+    assert_eq!(last.method, ConsentMethod::SmsKeyword);
+    assert_eq!(
+        f.stub.sent_to(PHONE)[0].body,
+        template::opt_out_confirmation(&f.config.branding, Locale::Es)
+    );
+    // AYUDA is not AWS's HELP keyword either.
+    f.handle(saying("AYUDA", "es-help")).await;
+    assert_eq!(
+        f.stub.sent_to(PHONE)[1].body,
+        template::help_text(&f.config.branding, Locale::Es)
+    );
+}
+
+/// The HELP text: brand, frequency, "Msg & data rates may apply", STOP, and the support
+/// contacts of the configuration (URL, e-mail, phone), in both languages.
+#[tokio::test]
+async fn the_help_text_names_the_configured_support_contacts() {
+    let f = fixture_with(&[
+        ("BRAND_NAME", "WordBattle"),
+        ("MESSAGE_FREQUENCY", "Up to 10 msgs/day"),
+        ("SUPPORT_URL", "https://example.com/help/sms"),
+        ("SUPPORT_EMAIL", "help@example.com"),
+        ("SUPPORT_PHONE", "+1 800 555 0100"),
+    ])
+    .await;
+    f.handle(sample("help")).await;
+    f.handle(saying("AYUDA", "help-es")).await;
+    let sent = f.stub.sent_to(PHONE);
+    let english = &sent[0].body;
+    for part in [
+        "WordBattle",
+        "Up to 10 msgs/day",
+        "Msg & data rates may apply",
+        "Reply STOP to cancel",
+        "https://example.com/help/sms",
+        "help@example.com",
+        "+1 800 555 0100",
+    ] {
+        assert!(english.contains(part), "{part:?} in {english:?}");
+    }
+    let spanish = &sent[1].body;
+    for part in [
+        "WordBattle",
+        "Responde STOP para cancelar",
+        "https://example.com/help/sms",
+        "help@example.com",
+        "+1 800 555 0100",
+    ] {
+        assert!(spanish.contains(part), "{part:?} in {spanish:?}");
+    }
 }

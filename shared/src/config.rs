@@ -64,8 +64,25 @@ pub struct SmsSettings {
     pub parts_per_second: f64,
     /// Largest body, in segments, that may be sent.
     pub max_segments: u32,
-    /// The carrier/AWS answers STOP itself (US toll-free): we must not send a second confirmation.
-    pub provider_handles_opt_out_reply: bool,
+    /// Which keywords End User Messaging (or the carrier) answers itself, so `inbound-sms`
+    /// does not answer them a second time (DESIGN §8).
+    pub provider_answers: ProviderAnswers,
+}
+
+/// The keywords the provider answers itself (DESIGN §8: no keyword is answered twice). Each
+/// is about the keywords the provider *recognises* ([`crate::keywords::provider_keyword`]):
+/// a reply it did not recognise (a plain-language or Spanish opt-out, `AYUDA`) is always
+/// answered by `inbound-sms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProviderAnswers {
+    /// `PROVIDER_ANSWERS_STOP`: AWS (self-managed opt-outs off) or the toll-free carrier
+    /// confirms STOP, CANCEL, END, QUIT, UNSUBSCRIBE, ... itself.
+    pub stop: bool,
+    /// `PROVIDER_ANSWERS_HELP`: AWS answers HELP with the number's HELP keyword message.
+    pub help: bool,
+    /// `PROVIDER_ANSWERS_START`: START and UNSTOP are registered as opt-in keywords, whose
+    /// keyword message AWS sends.
+    pub start: bool,
 }
 
 /// How the HTTP API knows its caller (§5).
@@ -97,6 +114,9 @@ pub struct Limits {
     pub promotional_per_user_per_day: u32,
     pub monthly_spend_cap_micros: u64,
     pub transactional_hard_cap_micros: u64,
+    /// Verification codes' own monthly budget (DESIGN §7): codes stop when it is spent, and
+    /// never count against the room of the caps above.
+    pub verification_monthly_budget_micros: u64,
 }
 
 /// Everything the functions read from the environment.
@@ -180,8 +200,11 @@ impl Config {
                 ttl: Duration::from_secs(env.parse("SMS_TTL_SECONDS", 3600u64)?),
                 parts_per_second: env.parse("SMS_PARTS_PER_SECOND", 3.0f64)?,
                 max_segments: env.parse("SMS_MAX_SEGMENTS", 3u32)?,
-                provider_handles_opt_out_reply: env
-                    .parse("PROVIDER_HANDLES_OPT_OUT_REPLY", false)?,
+                provider_answers: ProviderAnswers {
+                    stop: env.parse("PROVIDER_ANSWERS_STOP", false)?,
+                    help: env.parse("PROVIDER_ANSWERS_HELP", false)?,
+                    start: env.parse("PROVIDER_ANSWERS_START", false)?,
+                },
             },
             branding: Branding {
                 brand_name: env.string("BRAND_NAME", "WordBattle"),
@@ -200,6 +223,11 @@ impl Config {
                     &env,
                     "TRANSACTIONAL_HARD_CAP_USD",
                     "100",
+                )?,
+                verification_monthly_budget_micros: usd_micros(
+                    &env,
+                    "VERIFICATION_MONTHLY_BUDGET_USD",
+                    "20",
                 )?,
             },
             allowed_countries: env
@@ -354,6 +382,12 @@ mod tests {
         assert_eq!(c.allowed_countries, ["US", "CA"]);
         assert_eq!(c.limits.promotional_per_user_per_day, 10);
         assert_eq!(c.limits.monthly_spend_cap_micros, 50_000_000);
+        assert_eq!(c.limits.verification_monthly_budget_micros, 20_000_000);
+        assert_eq!(
+            c.sms.provider_answers,
+            ProviderAnswers::default(),
+            "locally nobody else answers a keyword"
+        );
         assert_eq!(c.tables.log, "sms-log");
         assert_eq!(c.api_base_path, "/api/v1");
         assert_eq!(c.auth.mode, AuthMode::AppJwt);
@@ -447,7 +481,9 @@ pub const ENV_VARS: &[&str] = &[
     "SMS_TTL_SECONDS",
     "SMS_PARTS_PER_SECOND",
     "SMS_MAX_SEGMENTS",
-    "PROVIDER_HANDLES_OPT_OUT_REPLY",
+    "PROVIDER_ANSWERS_STOP",
+    "PROVIDER_ANSWERS_HELP",
+    "PROVIDER_ANSWERS_START",
     "BRAND_NAME",
     "SUPPORT_URL",
     "STOP_FOOTER",
@@ -459,6 +495,7 @@ pub const ENV_VARS: &[&str] = &[
     "DAILY_PROMOTIONAL_CAP",
     "MONTHLY_SPEND_CAP_USD",
     "TRANSACTIONAL_HARD_CAP_USD",
+    "VERIFICATION_MONTHLY_BUDGET_USD",
     "ALLOWED_COUNTRIES",
     "API_BASE_PATH",
     "AUTH_MODE",
@@ -514,7 +551,9 @@ mod env_vars_tests {
                     "SENDER_DEADLINE_MARGIN_SECONDS" => "7",
                     "SMS_PARTS_PER_SECOND" | "MONTHLY_SPEND_CAP_USD" => "7",
                     "TRANSACTIONAL_HARD_CAP_USD" | "SMS_MAX_PRICE" => "7",
-                    "PROVIDER_HANDLES_OPT_OUT_REPLY" => "true",
+                    "PROVIDER_ANSWERS_STOP" | "PROVIDER_ANSWERS_HELP" => "true",
+                    "PROVIDER_ANSWERS_START" => "true",
+                    "VERIFICATION_MONTHLY_BUDGET_USD" => "7",
                     "API_BASE_PATH" => "/set",
                     "AUTH_MODE" => "apigw_jwt",
                     "JWT_ALGORITHM" => "HS512",
@@ -537,6 +576,14 @@ mod env_vars_tests {
         assert_eq!(c.auth.jwt_key_secret_id.as_deref(), Some("set"));
         assert_eq!(c.auth.mode, AuthMode::ApigwJwt);
         assert_eq!(c.api_base_path, "/set");
-        assert!(c.sms.provider_handles_opt_out_reply);
+        assert_eq!(
+            c.sms.provider_answers,
+            ProviderAnswers {
+                stop: true,
+                help: true,
+                start: true
+            }
+        );
+        assert_eq!(c.limits.verification_monthly_budget_micros, 7_000_000);
     }
 }

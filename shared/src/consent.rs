@@ -241,6 +241,7 @@ mod tests {
         promotional_per_user_per_day: 10,
         monthly_spend_cap_micros: 50_000_000,
         transactional_hard_cap_micros: 100_000_000,
+        verification_monthly_budget_micros: 20_000_000,
     };
 
     fn at(civil: &str) -> Timestamp {

@@ -303,6 +303,68 @@ const OPT_IN_PHRASES: &[&[&str]] = &[
     &["subscribe", "me"],
 ];
 
+/// A keyword family End User Messaging (or the toll-free carrier) answers itself when the
+/// deployment lets it (DESIGN §8, `PROVIDER_ANSWERS_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKeyword {
+    /// One of AWS's required opt-out keywords.
+    OptOut,
+    /// `HELP`, the mandatory help keyword.
+    Help,
+    /// `START` or `UNSTOP`, registered as opt-in keywords (docs/deploy.md).
+    OptIn,
+}
+
+/// The opt-out keywords End User Messaging recognises ("Required opt-out keywords" of its
+/// user guide). On a US toll-free number the carrier answers `STOP` itself.
+pub const PROVIDER_OPT_OUT_KEYWORDS: &[&str] = &[
+    "ARRET",
+    "CANCEL",
+    "END",
+    "OPT-OUT",
+    "OPTOUT",
+    "QUIT",
+    "REMOVE",
+    "STOP",
+    "TD",
+    "UNSUBSCRIBE",
+];
+
+/// The help keyword every number has (`HELP`, a mandatory keyword).
+pub const PROVIDER_HELP_KEYWORDS: &[&str] = &["HELP"];
+
+/// The opt-in keywords docs/deploy.md registers on the number.
+pub const PROVIDER_OPT_IN_KEYWORDS: &[&str] = &["START", "UNSTOP"];
+
+/// Which keyword End User Messaging recognised in an inbound message, if any of the families
+/// it answers: its `messageKeyword` when it attached one, else the body's first word (AWS
+/// answers a message that *begins* with a keyword), case and accents ignored. `None` for a
+/// plain-language opt-out ("please stop texting me"), a Spanish keyword (`PARAR`, `AYUDA`)
+/// or anything else it does not know: those only `inbound-sms` can answer.
+pub fn provider_keyword(body: &str, keyword: Option<&str>) -> Option<ProviderKeyword> {
+    let word = keyword
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .or_else(|| body.split_whitespace().next())?;
+    let word: String = word
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .chars()
+        .take(32)
+        .flat_map(char::to_lowercase)
+        .map(fold_accent)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if PROVIDER_OPT_OUT_KEYWORDS.contains(&word.as_str()) {
+        Some(ProviderKeyword::OptOut)
+    } else if PROVIDER_HELP_KEYWORDS.contains(&word.as_str()) {
+        Some(ProviderKeyword::Help)
+    } else if PROVIDER_OPT_IN_KEYWORDS.contains(&word.as_str()) {
+        Some(ProviderKeyword::OptIn)
+    } else {
+        None
+    }
+}
+
 /// Classifies an inbound message body, with End User Messaging's `messageKeyword` if any.
 pub fn classify(body: &str, keyword: Option<&str>) -> Intent {
     let from_body = classify_text(body);
@@ -596,6 +658,43 @@ mod tests {
     }
 
     #[test]
+    fn the_provider_recognises_only_its_own_keywords() {
+        use ProviderKeyword as P;
+        let cases: &[(&str, Option<&str>, Option<P>)] = &[
+            ("STOP", Some("STOP"), Some(P::OptOut)),
+            ("stop", None, Some(P::OptOut)),
+            ("Stop.", None, Some(P::OptOut)),
+            ("CANCEL please", None, Some(P::OptOut)),
+            ("opt-out", None, Some(P::OptOut)),
+            ("Arrêt", None, Some(P::OptOut)),
+            ("HELP", Some("HELP"), Some(P::Help)),
+            ("help me", None, Some(P::Help)),
+            ("START", Some("START"), Some(P::OptIn)),
+            ("unstop", None, Some(P::OptIn)),
+            // What it does not know: only we can answer these.
+            ("please stop texting me", None, None),
+            ("please stop texting me", Some(""), None),
+            ("PARAR", None, None),
+            ("no me envíen más mensajes", None, None),
+            ("AYUDA", None, None),
+            ("INFO", None, None),
+            ("STOPALL", None, None),
+            ("🛑", None, None),
+            ("", None, None),
+            // Its own keyword field decides when present.
+            ("thanks", Some("STOP"), Some(P::OptOut)),
+            ("STOP", Some("JOIN"), None),
+        ];
+        for (body, keyword, expected) in cases {
+            assert_eq!(
+                provider_keyword(body, *keyword),
+                *expected,
+                "{body:?} {keyword:?}"
+            );
+        }
+    }
+
+    #[test]
     fn end_only_counts_as_the_first_word() {
         assert_eq!(classify("End", None), OptOut);
         assert_eq!(classify("end please", None), OptOut);
@@ -614,6 +713,7 @@ mod tests {
         #[test]
         fn never_panics(body in any::<String>(), keyword in proptest::option::of(any::<String>())) {
             let _ = classify(&body, keyword.as_deref());
+            let _ = provider_keyword(&body, keyword.as_deref());
         }
 
         /// An opt-out keyword from End User Messaging opts out whatever the body says, an

@@ -12,12 +12,18 @@
 //!    message was sent), each with a consent-history event (method `sms_keyword`, the inbound
 //!    message id, the number); the event time is the SNS publish time (when AWS received the
 //!    message), so a START that arrives after a newer STOP does not undo it;
-//! 5. reply: the help text, the opt-out confirmation (unless
-//!    `PROVIDER_HANDLES_OPT_OUT_REPLY`: AWS or the carrier already sends it), or the opt-in
-//!    confirmation (when someone with the number is subscribed now). The reply is a log
-//!    record `reply#<inboundMessageId>` sent by the one send protocol
-//!    ([`sms_shared::outbound`]: claimed, attempt recorded, sent, finished), so it is sent
-//!    once;
+//! 5. reply, unless the provider answers that keyword itself: the help text, the opt-out
+//!    confirmation, or the opt-in confirmation (when someone with the number is subscribed
+//!    now), in the language of the keyword (`PARAR` is answered in Spanish), else of the
+//!    number's users, else English. The provider answers a keyword only when its setting says
+//!    so (`PROVIDER_ANSWERS_STOP`, `_HELP`, `_START`) *and* it recognised the keyword
+//!    ([`keywords::provider_keyword`]): a plain-language or Spanish opt-out is always
+//!    confirmed here. A confirmation (opt-out or opt-in) is sent only while it can still
+//!    arrive within 5 minutes of the inbound message ([`CONFIRMATION_WINDOW`], counted from the
+//!    SNS publish time): later (a Lambda retry, a dead-letter replay) it is recorded
+//!    `suppressed` / `confirmation_late` and never sent. The reply is a log record
+//!    `reply#<inboundMessageId>` sent by the one send protocol ([`sms_shared::outbound`]:
+//!    claimed, attempt recorded, sent, finished), so it is sent once;
 //! 6. write the marker.
 //!
 //! **Why the marker comes last.** Writing it first would make a crash between the marker and
@@ -43,22 +49,23 @@ use jiff::{SignedDuration, Timestamp};
 use lambda_runtime::Diagnostic;
 use serde::Deserialize;
 use serde_json::Value;
-use sms_shared::config::Branding;
-use sms_shared::keywords::{self, Intent};
+use sms_shared::config::{Branding, ProviderAnswers};
+use sms_shared::keywords::{self, Intent, ProviderKeyword};
 use sms_shared::locale::Locale;
 use sms_shared::metrics::MetricSet;
 use sms_shared::outbound::{self, Outbound, Sent};
 use sms_shared::phone::{E164, mask};
-use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod};
+use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::segments;
 use sms_shared::sms::{SmsError, SmsSender};
 use sms_shared::store::inbound::{InboundRecord, reply_log_id};
 use sms_shared::store::{
-    Claim, DynamoClient, LogStore, NewReply, PreferencesStore, StoreError, UpdateError,
+    Claim, DynamoClient, Finish, LogStore, NewReply, PreferencesStore, StoreError, UpdateError,
 };
 use sms_shared::template;
 use sms_shared::{Clock, Config, MessageClass};
 use std::sync::Arc;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// Name used in metrics.
@@ -66,6 +73,17 @@ const FUNCTION: &str = "inbound-sms";
 
 /// Longest inbound message id accepted (AWS uses UUIDs).
 const MAX_ID_CHARS: usize = 128;
+
+/// A confirmation must reach the phone within this time of the inbound message (DESIGN §8;
+/// CTIA and the FCC's 2024 rule: one confirmation, within 5 minutes of the opt-out).
+pub const CONFIRMATION_WINDOW: SignedDuration = SignedDuration::from_mins(5);
+
+/// What the send itself may take: the call's own timeout (5 s, `sms::SEND_TIMEOUT`) and the
+/// carrier's delivery. No confirmation starts later than the window less this.
+pub const CONFIRMATION_SEND_ALLOWANCE: SignedDuration = SignedDuration::from_secs(30);
+
+/// The reason a confirmation too late to send is recorded with.
+pub const CONFIRMATION_LATE: &str = "confirmation_late";
 
 /// Why an SNS record is not a usable inbound message. Logged and skipped, never retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -194,7 +212,7 @@ pub struct InboundSms<S> {
     sms: S,
     clock: Arc<dyn Clock>,
     branding: Branding,
-    provider_handles_opt_out_reply: bool,
+    provider_answers: ProviderAnswers,
     /// The lease of a reply's claim and attempt (longer than the function's timeout).
     lease: SignedDuration,
 }
@@ -207,7 +225,7 @@ impl<S: SmsSender> InboundSms<S> {
             sms,
             clock,
             branding: config.branding.clone(),
-            provider_handles_opt_out_reply: config.sms.provider_handles_opt_out_reply,
+            provider_answers: config.sms.provider_answers,
             lease: config.claim_lease,
         }
     }
@@ -245,43 +263,108 @@ impl<S: SmsSender> InboundSms<S> {
         }
         let now = self.clock.now();
         let sent_at = Timestamp::from_millisecond(sns.timestamp.timestamp_millis()).unwrap_or(now);
-        let intent = keywords::classify(&message.body, message.keyword.as_deref());
+        let keyword = message.keyword.as_deref();
+        let intent = keywords::classify(&message.body, keyword);
         let number = message.from.as_str();
 
-        let (users_changed, reply) = match intent {
+        // `users`: the number's users as they are now (for the reply's language).
+        let (users_changed, users, reply) = match intent {
             Intent::OptOut => {
                 // Contended or failed: the invocation fails before the marker is written, so
                 // Lambda retries the STOP; it is never marked processed unapplied.
-                let revoked = self
+                let updated = self
                     .prefs
-                    .revoke_number(number, now, |p| {
-                        keyword_event(&p.user_id, sent_at, ConsentAction::Revoke, number, id)
+                    .update_by_number(number, now, |p| {
+                        if !p.consent.given {
+                            return Vec::new();
+                        }
+                        let event =
+                            keyword_event(&p.user_id, sent_at, ConsentAction::Revoke, number, id);
+                        event.apply_to(&mut p.consent);
+                        vec![event]
                     })
                     .await?;
-                let reply = (!self.provider_handles_opt_out_reply)
-                    .then(|| template::opt_out_confirmation(&self.branding, Locale::En));
+                let revoked = updated.iter().filter(|u| u.changed).count();
                 metrics.add("ConsentRevoked", None, revoked as f64);
-                (revoked, reply)
+                let users = updated.into_iter().map(|u| u.prefs).collect();
+                (revoked, users, Some(ReplyKind::OptOutConfirmation))
             }
             Intent::OptIn => {
-                let (granted, subscribed) = self.grant_for_number(number, sent_at, id, now).await?;
+                let updated = self.grant_for_number(number, sent_at, id, now).await?;
+                let granted = updated.iter().filter(|u| u.changed).count();
                 metrics.add("ConsentGranted", None, granted as f64);
-                let reply = (subscribed > 0)
-                    .then(|| template::opt_in_confirmation(&self.branding, Locale::En));
-                (granted, reply)
+                let subscribed = updated.iter().any(|u| u.prefs.consent.given);
+                let users = updated.into_iter().map(|u| u.prefs).collect();
+                (
+                    granted,
+                    users,
+                    subscribed.then_some(ReplyKind::OptInConfirmation),
+                )
             }
-            Intent::Help => (0, Some(template::help_text(&self.branding, Locale::En))),
-            Intent::Other => (0, None),
+            Intent::Help => (0, Vec::new(), Some(ReplyKind::Help)),
+            Intent::Other => (0, Vec::new(), None),
         };
 
-        let reply_id = reply.as_ref().map(|_| reply_log_id(id));
+        // No keyword is answered twice (§8): the provider answers what it recognised, when
+        // the deployment says it answers that family.
+        let recognised = keywords::provider_keyword(&message.body, keyword);
+        let reply = reply.filter(|kind| {
+            let answered = self.provider_answers(*kind, recognised);
+            if answered {
+                info!(
+                    inbound_message_id = id,
+                    intent = intent.as_str(),
+                    "the provider answers this keyword itself; no reply from us"
+                );
+                metrics.add("ReplyLeftToProvider", Some(intent.as_str()), 1.0);
+            }
+            !answered
+        });
+
+        let reply_id = reply.map(|_| reply_log_id(id));
         let mut replied = false;
-        if let (Some(body), Some(reply_id)) = (&reply, &reply_id) {
-            replied = self
-                .send_reply(reply_id, id, number, body, intent, now)
+        if let (Some(kind), Some(reply_id)) = (reply, &reply_id) {
+            let locale = match keywords::language(&message.body, keyword) {
+                Some(locale) => locale,
+                None if users.is_empty() => {
+                    users_locale(&self.prefs.find_by_phone(number).await?).unwrap_or_default()
+                }
+                None => users_locale(&users).unwrap_or_default(),
+            };
+            let body = match kind {
+                ReplyKind::OptOutConfirmation => {
+                    template::opt_out_confirmation(&self.branding, locale)
+                }
+                ReplyKind::OptInConfirmation => {
+                    template::opt_in_confirmation(&self.branding, locale)
+                }
+                ReplyKind::Help => template::help_text(&self.branding, locale),
+            };
+            // Confirmations only while they can still arrive within 5 minutes of the inbound
+            // message; the help text is an answer to a question, still true later.
+            let deadline = kind
+                .is_confirmation()
+                .then(|| sent_at + CONFIRMATION_WINDOW - CONFIRMATION_SEND_ALLOWANCE);
+            let outcome = self
+                .send_reply(
+                    &Reply {
+                        id: reply_id,
+                        inbound_id: id,
+                        number,
+                        body: &body,
+                        intent,
+                        deadline,
+                    },
+                    now,
+                )
                 .await?;
-            if replied {
-                metrics.count("RepliesSent");
+            match outcome {
+                ReplyOutcome::Sent => {
+                    replied = true;
+                    metrics.count("RepliesSent");
+                }
+                ReplyOutcome::Late => metrics.count("ConfirmationLate"),
+                ReplyOutcome::NotSent => {}
             }
         }
 
@@ -320,15 +403,27 @@ impl<S: SmsSender> InboundSms<S> {
         })
     }
 
+    /// Whether the provider answers a reply of `kind` itself: its setting is on and it
+    /// recognised the keyword of that family.
+    fn provider_answers(&self, kind: ReplyKind, recognised: Option<ProviderKeyword>) -> bool {
+        let answers = self.provider_answers;
+        match (kind, recognised) {
+            (ReplyKind::OptOutConfirmation, Some(ProviderKeyword::OptOut)) => answers.stop,
+            (ReplyKind::Help, Some(ProviderKeyword::Help)) => answers.help,
+            (ReplyKind::OptInConfirmation, Some(ProviderKeyword::OptIn)) => answers.start,
+            _ => false,
+        }
+    }
+
     /// Re-grants consent to every user with `number` who consented before and revoked earlier
-    /// than `sent_at`. Returns (users granted now, users with consent after this).
+    /// than `sent_at`. Returns every user of the number as updated (changed: granted now).
     async fn grant_for_number(
         &self,
         number: &str,
         sent_at: Timestamp,
         inbound_id: &str,
         now: Timestamp,
-    ) -> Result<(usize, usize), InboundError> {
+    ) -> Result<Vec<sms_shared::store::Updated>, InboundError> {
         let updated = self
             .prefs
             .update_by_number(number, now, |p| {
@@ -347,77 +442,165 @@ impl<S: SmsSender> InboundSms<S> {
                 vec![event]
             })
             .await?;
-        let granted = updated.iter().filter(|u| u.changed).count();
-        let subscribed = updated.iter().filter(|u| u.prefs.consent.given).count();
-        Ok((granted, subscribed))
+        Ok(updated)
     }
 
-    /// Sends the reply once, through the one send protocol. Returns whether this invocation
-    /// sent it.
+    /// Sends the reply once, through the one send protocol, unless its deadline has passed.
     async fn send_reply(
         &self,
-        reply_id: &str,
-        inbound_id: &str,
-        number: &str,
-        body: &str,
-        intent: Intent,
+        reply: &Reply<'_>,
         now: Timestamp,
-    ) -> Result<bool, InboundError> {
-        let reply = NewReply {
-            id: reply_id,
-            inbound_message_id: inbound_id,
-            phone_number: number,
-            body,
-            intent: intent.as_str(),
+    ) -> Result<ReplyOutcome, InboundError> {
+        if reply.deadline.is_some_and(|deadline| now > deadline) {
+            return self.record_late(reply, now).await;
+        }
+        let token = match self.claim(reply, now).await? {
+            Some(token) => token,
+            None => return Ok(ReplyOutcome::NotSent),
         };
-        let token = match self.log.claim_reply(&reply, now, self.lease).await? {
-            Claim::Claimed { token, .. } => token,
-            Claim::Done(record) | Claim::SettledUnknown(record) => {
-                info!(
-                    inbound_message_id = inbound_id,
-                    status = record.status.as_str(),
-                    "reply already settled"
-                );
-                return Ok(false);
-            }
-            Claim::Busy { .. } => return Err(InboundError::ReplyBusy(inbound_id.to_owned())),
-        };
-        let segments = segments::count(body);
+        let segments = segments::count(reply.body);
         let outbound = Outbound {
             log: &self.log,
             sms: &self.sms,
             clock: self.clock.as_ref(),
             lease: self.lease,
         };
+        // The deadline as an instant of this process: no call starts after it, even when
+        // recording the attempt took the time.
+        let start_by = reply.deadline.map(|deadline| {
+            let left = (deadline - now).max(SignedDuration::ZERO);
+            Instant::now() + left.unsigned_abs()
+        });
         let sent = outbound
             .send(&outbound::Message {
-                id: reply_id,
+                id: reply.id,
                 token: &token,
-                to: number,
-                body,
-                log_body: body,
+                to: reply.number,
+                body: reply.body,
+                log_body: reply.body,
                 segments: segments.segments,
                 encoding: segments.encoding.as_str(),
                 class: MessageClass::Transactional,
                 message_feedback: false,
                 // Lambda retries a failed invocation.
                 redelivered: true,
-                start_by: None,
+                start_by,
             })
             .await?;
+        let inbound_id = reply.inbound_id;
         match sent {
-            Sent::Sent { .. } => Ok(true),
-            // (No deadline is given here, so never too late.)
-            Sent::ClaimLost | Sent::TooLate { .. } => Ok(false),
+            Sent::Sent { .. } => Ok(ReplyOutcome::Sent),
+            Sent::ClaimLost => Ok(ReplyOutcome::NotSent),
+            // Released unsent (`retry`) at the deadline: recorded late now.
+            Sent::TooLate { .. } => self.record_late(reply, self.clock.now()).await,
             // Maybe sent: the next delivery's takeover settles the reply (never resent).
             Sent::InDoubt { error } => Err(InboundError::Sms(error)),
             Sent::Refused { error, .. } if error.is_transient() => Err(InboundError::Sms(error)),
             Sent::Refused { error, .. } => {
-                warn!(inbound_message_id = inbound_id, to = %mask(number), error = %error, "reply refused by the provider; not retried");
-                Ok(false)
+                warn!(inbound_message_id = inbound_id, to = %mask(reply.number), error = %error, "reply refused by the provider; not retried");
+                Ok(ReplyOutcome::NotSent)
             }
         }
     }
+
+    /// Claims the reply: its token, or `None` when it was settled before.
+    async fn claim(
+        &self,
+        reply: &Reply<'_>,
+        now: Timestamp,
+    ) -> Result<Option<String>, InboundError> {
+        let new = NewReply {
+            id: reply.id,
+            inbound_message_id: reply.inbound_id,
+            phone_number: reply.number,
+            body: reply.body,
+            intent: reply.intent.as_str(),
+        };
+        match self.log.claim_reply(&new, now, self.lease).await? {
+            Claim::Claimed { token, .. } => Ok(Some(token)),
+            Claim::Done(record) | Claim::SettledUnknown(record) => {
+                info!(
+                    inbound_message_id = reply.inbound_id,
+                    status = record.status.as_str(),
+                    "reply already settled"
+                );
+                Ok(None)
+            }
+            Claim::Busy { .. } => Err(InboundError::ReplyBusy(reply.inbound_id.to_owned())),
+        }
+    }
+
+    /// A confirmation whose deadline passed: recorded `suppressed` / `confirmation_late` (with
+    /// the body it would have had), never sent.
+    async fn record_late(
+        &self,
+        reply: &Reply<'_>,
+        now: Timestamp,
+    ) -> Result<ReplyOutcome, InboundError> {
+        let Some(token) = self.claim(reply, now).await? else {
+            return Ok(ReplyOutcome::NotSent);
+        };
+        let late = Finish::Suppressed {
+            reason: CONFIRMATION_LATE,
+            phone_number: Some(reply.number),
+        };
+        self.log.finish(reply.id, &token, late, now).await?;
+        warn!(
+            inbound_message_id = reply.inbound_id,
+            intent = reply.intent.as_str(),
+            to = %mask(reply.number),
+            late_by_ms = reply
+                .deadline
+                .map_or(0, |d| (now - d).as_millis()),
+            "{CONFIRMATION_LATE}: the confirmation could no longer arrive within 5 minutes of the message; not sent"
+        );
+        Ok(ReplyOutcome::Late)
+    }
+}
+
+/// Which reply an inbound message gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyKind {
+    OptOutConfirmation,
+    OptInConfirmation,
+    Help,
+}
+
+impl ReplyKind {
+    /// Confirmations must arrive within 5 minutes (§8); the help text has no deadline.
+    fn is_confirmation(self) -> bool {
+        self != ReplyKind::Help
+    }
+}
+
+/// A reply about to be sent.
+struct Reply<'a> {
+    id: &'a str,
+    inbound_id: &'a str,
+    number: &'a str,
+    body: &'a str,
+    intent: Intent,
+    /// No send starts after this (confirmations).
+    deadline: Option<Timestamp>,
+}
+
+/// What became of a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyOutcome {
+    Sent,
+    /// Past its deadline: recorded `confirmation_late`, not sent.
+    Late,
+    /// Settled before, or refused for good.
+    NotSent,
+}
+
+/// The language the users of a number chose, when those who chose one agree.
+fn users_locale(users: &[Preferences]) -> Option<Locale> {
+    let mut chosen = users.iter().filter_map(|p| p.locale.as_deref());
+    let first = chosen.next()?;
+    chosen
+        .all(|other| other == first)
+        .then(|| Locale::from_stored(Some(first)))
 }
 
 fn keyword_event(
