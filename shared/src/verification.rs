@@ -22,6 +22,19 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// Earliest resend after a code was sent.
 pub const RESEND_COOLDOWN: SignedDuration = SignedDuration::from_secs(30);
 
+/// What a code is assumed to cost per message part, in micro-USD, when it is sent: the
+/// verification budget (DESIGN §7) is reserved before the money is spent, because receipts
+/// come seconds to hours later and a pumping burst would outrun a budget checked against
+/// them. USD 0.01 is above the US and Canadian price per part with the carrier fee (US
+/// toll-free: 0.00581 + about 0.0025); the receipt's price replaces the estimate when it
+/// comes (`delivery-status`), so the budget ends the month in real dollars.
+pub const CODE_PART_ESTIMATE_MICROS: u64 = 10_000;
+
+/// The estimate reserved for a code of `segments` parts.
+pub fn code_estimate_micros(segments: u32) -> u64 {
+    CODE_PART_ESTIMATE_MICROS.saturating_mul(u64::from(segments.max(1)))
+}
+
 /// A freshly generated code. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Code(String);
@@ -132,21 +145,43 @@ pub struct WindowLimits {
     /// Per number prefix (the number without its last 4 digits): a pumping attack walks
     /// through consecutive numbers of one range.
     pub per_prefix_per_hour: u64,
-    /// Per destination country: the last line against pumping to premium ranges.
+    /// Per destination country, for the product's home market (US): the last line against
+    /// a pumping sweep across many number blocks.
     pub per_country_per_hour: u64,
+    /// Per destination country, for every other allowed country (CA by default).
+    pub per_other_country_per_hour: u64,
+}
+
+/// The country whose window is [`WindowLimits::per_country_per_hour`].
+pub const HOME_COUNTRY: &str = "US";
+
+impl WindowLimits {
+    /// The hourly window of codes to `country`.
+    pub fn per_country(&self, country: &str) -> u64 {
+        if country == HOME_COUNTRY {
+            self.per_country_per_hour
+        } else {
+            self.per_other_country_per_hour
+        }
+    }
 }
 
 impl Default for WindowLimits {
-    /// DESIGN §5: 5 per user per hour, 10 per number per day, 20 per IP per hour; the prefix
-    /// and country windows are ours: 10 codes an hour to one 10 000-number block is already
-    /// far beyond real use, and 500 an hour per country is well above the product's volume.
+    /// DESIGN §5: 5 per user per hour, 10 per number per day, 20 per IP per hour. The prefix
+    /// and country windows are ours (§7: "per-country hourly windows well under the account's
+    /// capacity"): 10 codes an hour to one 10 000-number block is already far beyond real
+    /// use; 100 an hour to the US and 20 to any other country are above the product's sign-up
+    /// peak and about 1 % of what one toll-free number can send (3 parts/s = 10 800 an hour),
+    /// so a sweep that fills them costs at most about USD 1 an hour (US) and cannot crowd the
+    /// number's rate that security alerts and keyword replies share.
     fn default() -> Self {
         Self {
             per_user_per_hour: 5,
             per_number_per_day: 10,
             per_ip_per_hour: 20,
             per_prefix_per_hour: 10,
-            per_country_per_hour: 500,
+            per_country_per_hour: 100,
+            per_other_country_per_hour: 20,
         }
     }
 }
@@ -200,6 +235,16 @@ impl Window {
     pub fn retry_after_secs(&self, now: Timestamp) -> u64 {
         retry_after_secs(now, self.ends_at)
     }
+}
+
+/// The start of the UTC month after the one containing `now`: when the monthly budget of
+/// codes starts again.
+pub fn month_end(now: Timestamp) -> Timestamp {
+    let date = now.to_zoned_datetime(TimeZone::UTC).date().first_of_month();
+    date.checked_add(jiff::Span::new().months(1))
+        .ok()
+        .and_then(|next| next.to_zoned_datetime(TimeZone::UTC).ok())
+        .map_or(now, |z| z.timestamp())
 }
 
 /// Whole seconds from `now` until `until`, rounded up, at least 1 (for `Retry-After`).
@@ -302,7 +347,7 @@ pub fn windows(
         WindowKind::Country,
         number.country(),
         hour.to_string(),
-        limits.per_country_per_hour,
+        limits.per_country(number.country()),
         hour_end,
     );
     out
@@ -425,6 +470,10 @@ mod tests {
         assert_eq!(w[2].id, "rate#number#+14155550123#2026-11-25");
         assert!(w[3].id.starts_with("rate#prefix#+1415555#"));
         assert!(w[4].id.starts_with("rate#country#US#"));
+        assert_eq!(w[4].cap, 100, "the home market's window");
+        let canada = E164::parse("+14162000123").unwrap();
+        let ca = windows(&WindowLimits::default(), "u-1", &canada, None, now);
+        assert_eq!(ca.last().map(|w| w.cap), Some(20), "any other country's");
         assert_eq!(w[0].retry_after_secs(now), 25 * 60 + 4);
         // No IP (a direct invoke): the IP window is left out, not keyed on "".
         let w = windows(&WindowLimits::default(), "u-1", &number, None, now);
@@ -436,6 +485,21 @@ mod tests {
                 windows(&WindowLimits::default(), "u", &number, None, now)
             )
             .contains("5550123")
+        );
+    }
+
+    #[test]
+    fn the_budget_month_ends_at_the_next_utc_month() {
+        let end = |s: &str| month_end(s.parse().unwrap()).to_string();
+        assert_eq!(end("2026-11-25T12:00:00Z"), "2026-12-01T00:00:00Z");
+        assert_eq!(end("2026-12-31T23:59:59Z"), "2027-01-01T00:00:00Z");
+        assert_eq!(end("2026-02-01T00:00:00Z"), "2026-03-01T00:00:00Z");
+        assert_eq!(code_estimate_micros(1), 10_000);
+        assert_eq!(code_estimate_micros(2), 20_000);
+        assert_eq!(
+            code_estimate_micros(0),
+            10_000,
+            "a code is at least one part"
         );
     }
 

@@ -10,7 +10,7 @@
 //!    only, a final status is never replaced by a non-final one, replays change nothing), and
 //!    move the number's hard-failure counter in the same transaction;
 //! 4. add the price and carrier fee to the record and the month's spend, once per provider
-//!    message;
+//!    message (a verification code's to the codes' own budget instead, DESIGN §7);
 //! 5. after a hard failure, read the number's run of hard failures; at
 //!    [`HARD_FAILURE_LIMIT`] every user with that number gets the phone marked unverified and
 //!    undeliverable (they must verify again), then the run is reset.
@@ -35,7 +35,8 @@ use sms_shared::store::receipts::{EventKind, HARD_FAILURE_LIMIT, Price, Receipt,
 use sms_shared::store::{
     DynamoClient, LogStatus, LogStore, PreferencesStore, StoreError, UpdateError,
 };
-use sms_shared::{Clock, Config};
+use sms_shared::verification::code_estimate_micros;
+use sms_shared::{Clock, Config, MessageKind};
 use std::sync::Arc;
 use tracing::{info, warn};
 
@@ -340,10 +341,30 @@ impl DeliveryStatus {
                 .and_then(|ms| Timestamp::from_millisecond(ms).ok())
                 .or_else(|| Timestamp::from_millisecond(event.event_ms).ok())
                 .unwrap_or(now);
-            let counter = counter_ids::month_spend(month_of);
+            // Codes have their own budget (DESIGN §7): their price replaces the estimate
+            // reserved at send in the codes' counter, and never reaches the account's spend,
+            // whose caps keep the room of security alerts and keyword replies.
+            let total = i64::try_from(event.price.total_micros()).unwrap_or(i64::MAX);
+            let (counter, counted) =
+                if target.kind.as_deref() == Some(MessageKind::PhoneVerification.as_str()) {
+                    let reserved = code_estimate_micros(target.segments.unwrap_or(1));
+                    (
+                        counter_ids::month_code_spend(month_of),
+                        total.saturating_sub(i64::try_from(reserved).unwrap_or(i64::MAX)),
+                    )
+                } else {
+                    (counter_ids::month_spend(month_of), total)
+                };
             if self
                 .log
-                .apply_price(&target.id, &event.message_id, event.price, &counter, now)
+                .apply_price(
+                    &target.id,
+                    &event.message_id,
+                    event.price,
+                    &counter,
+                    counted,
+                    now,
+                )
                 .await?
             {
                 metrics.add("CostUsd", None, event.price.total_micros() as f64 / 1e6);

@@ -861,9 +861,18 @@ pub mod counter_ids {
         format!("counter#user-24h#{user_id}")
     }
 
-    /// Account spend (micro-USD) in a UTC month.
+    /// Account spend (micro-USD) in a UTC month: every message but verification codes (the
+    /// caps of DESIGN §7 read it).
     pub fn month_spend(at: Timestamp) -> String {
         let date = at.to_zoned_datetime(TimeZone::UTC).date();
         format!("counter#spend#{:04}-{:02}", date.year(), date.month())
+    }
+
+    /// Verification codes' spend (micro-USD) in a UTC month, against their own budget
+    /// (DESIGN §7): each code's estimate reserved when it is sent, corrected to its price
+    /// when the receipt brings one.
+    pub fn month_code_spend(at: Timestamp) -> String {
+        let date = at.to_zoned_datetime(TimeZone::UTC).date();
+        format!("counter#code-spend#{:04}-{:02}", date.year(), date.month())
     }
 }

@@ -190,6 +190,11 @@ pub struct ReceiptTarget {
     pub phone_number: Option<String>,
     /// An attempt to send it was recorded (`sendingAtMs`).
     pub attempted: bool,
+    /// The message kind of a send request or a code (`phone_verification`); `None` for
+    /// keyword replies and opt-in confirmations.
+    pub kind: Option<String>,
+    /// Segments of the body as sent.
+    pub segments: Option<u32>,
 }
 
 /// What applying a receipt did.
@@ -240,6 +245,11 @@ fn target_of(item: &HashMap<String, AttributeValue>) -> Option<ReceiptTarget> {
         status: status_of(item),
         phone_number: item.get("phoneNumber").and_then(|v| v.as_s().ok()).cloned(),
         attempted: item.contains_key("sendingAtMs"),
+        kind: item.get("kind").and_then(|v| v.as_s().ok()).cloned(),
+        segments: item
+            .get("segments")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok()),
     })
 }
 
@@ -450,14 +460,18 @@ impl LogStore {
         }
     }
 
-    /// Adds a provider message's price to its record and to the spend counter `month_counter`,
-    /// once per provider message id. Returns whether it was added now.
+    /// Adds a provider message's price to its record, and `counted_micros` to the spend
+    /// counter `month_counter`, once per provider message id. Returns whether it was added
+    /// now. `counted_micros` is the price for the account's spend; for a verification code
+    /// it is the price less the estimate reserved when the code was sent (may be negative),
+    /// so the codes' counter ends at what they really cost (DESIGN §7).
     pub async fn apply_price(
         &self,
         log_id: &str,
         provider_message_id: &str,
         price: Price,
         month_counter: &str,
+        counted_micros: i64,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let record = Update::builder()
@@ -488,7 +502,7 @@ impl LogStore {
             .update_expression("ADD #count :total SET #ttl = :ttl")
             .expression_attribute_names("#count", "count")
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-            .expression_attribute_values(":total", number(price.total_micros()))
+            .expression_attribute_values(":total", AttributeValue::N(counted_micros.to_string()))
             .expression_attribute_values(":ttl", ttl(now + SPEND_COUNTER_KEEP))
             .build()
             .map_err(|_| StoreError::Malformed("spend counter update"))?;
