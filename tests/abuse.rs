@@ -350,7 +350,7 @@ async fn countries_not_allowed() -> Row {
     row
 }
 
-/// The country window lowered for the test (default 500 an hour).
+/// The country window lowered for the test (default 100 an hour for the US).
 const TEST_COUNTRY_CAP: u64 = 12;
 
 /// (f) A sweep across many number blocks of one country, new account and IP every time (no
@@ -523,4 +523,151 @@ async fn abuse_table_matches_docs() {
             "{file} does not show the measured table; replace it with:\n\n{table}"
         );
     }
+}
+
+// ---- the codes' own budget (DESIGN §7) ----
+
+/// SMS pumping that gets past every window (a new user, number block and IP each time) spends
+/// the codes' own monthly budget and nothing else: codes are refused (503 `sms_unavailable`,
+/// `Retry-After` until the month's end) once it is spent, their receipts never reach the
+/// account's spend, and afterwards a security alert (sender) and a HELP reply (inbound-sms)
+/// still go out, even though the codes' real cost is above the transactional hard cap.
+#[tokio::test]
+async fn pumping_spends_the_code_budget_and_never_the_room_of_alerts_and_replies() {
+    use aws_lambda_events::event::sns::SnsEvent;
+    use delivery_status::DeliveryStatus;
+    use inbound_sms::{InboundOutcome, InboundSms};
+    use integration_tests::sqs::deliver;
+    use sender::{Outcome, Sender};
+    use sms_shared::keywords::Intent;
+    use sms_shared::kinds::MessageKind;
+    use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
+    use sms_shared::sms::EumSender;
+    use sms_shared::store::log::counter_ids;
+    use sms_shared::store::schema::LOG_KEY;
+    use sms_shared::store::{Counters, PreferencesStore};
+
+    // Five codes' worth of budget (USD 0.01 reserved per one-part code); caps that the
+    // codes' real cost (USD 0.02 each, 0.10 in all) would exhaust if codes counted there.
+    let api = Api::with(&[
+        ("VERIFICATION_MONTHLY_BUDGET_USD", "0.05"),
+        ("MONTHLY_SPEND_CAP_USD", "0.05"),
+        ("TRANSACTIONAL_HARD_CAP_USD", "0.10"),
+    ])
+    .await;
+    let mut replies = Vec::new();
+    for i in 0..8 {
+        let ip = format!("198.51.100.{}", 10 + i);
+        replies.push(
+            api.call(verification_start(
+                &format!("pump-b-{i}"),
+                &own_prefix(i),
+                &ip,
+            ))
+            .await,
+        );
+    }
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [202, 202, 202, 202, 202, 503, 503, 503]);
+    for reply in &replies[5..] {
+        reply.assert_error(503, "sms_unavailable");
+        // 2026-11-25 12:00 to 2026-12-01 00:00: when the budget starts again.
+        assert_eq!(retry_after(reply), Some("475200"), "{reply:?}");
+    }
+    let codes = api.stub.sent();
+    assert_eq!(codes.len(), 5, "no SMS for a refused code");
+
+    let counters = Counters::new(api.env.dynamodb.clone(), &api.config.tables.log, LOG_KEY);
+    let now = api.now();
+    let read = |ids: [String; 2]| {
+        let counters = counters.clone();
+        async move {
+            let values = counters.get_many(&ids, now).await.unwrap();
+            ids.map(|id| values.get(&id).copied().unwrap_or(0))
+        }
+    };
+    let code_spend = counter_ids::month_code_spend(now);
+    let account_spend = counter_ids::month_spend(now);
+    assert_eq!(
+        read([code_spend.clone(), account_spend.clone()]).await,
+        [50_000, 0]
+    );
+
+    // The codes' receipts, at twice the estimate: the budget counter takes their real price,
+    // the account's spend (which the caps read) none of it.
+    let delivery = DeliveryStatus::new(&api.config, api.env.dynamodb.clone(), api.clock.clone());
+    for code in &codes {
+        let receipt = integration_tests::events::sns_event("sns-delivery-delivered.json", |m| {
+            m.insert("context".into(), serde_json::json!(code.context));
+            m.insert("messageId".into(), serde_json::json!(code.message_id));
+            m.insert("totalMessagePrice".into(), serde_json::json!(0.015));
+            m.insert("totalCarrierFee".into(), serde_json::json!(0.005));
+        });
+        delivery.handle(receipt).await.expect("receipt applied");
+    }
+    assert_eq!(
+        read([code_spend.clone(), account_spend.clone()]).await,
+        [100_000, 0]
+    );
+    api.call(verification_start(
+        "pump-b-late",
+        &own_prefix(20),
+        "198.51.100.99",
+    ))
+    .await
+    .assert_error(503, "sms_unavailable");
+
+    // A user who consented on their verified number.
+    let prefs = PreferencesStore::new(api.env.dynamodb.clone(), &api.config.tables.preferences);
+    let phone = "+14155550123";
+    let mut user = Preferences::new("u-alerts");
+    user.phone_number = Some(phone.into());
+    user.phone_verified = true;
+    let mut grant = ConsentEvent::new(
+        "u-alerts",
+        now,
+        ConsentAction::Grant,
+        ConsentMethod::OptInModal,
+    );
+    grant.phone_number = user.phone_number.clone();
+    grant.apply_to(&mut user.consent);
+    prefs.save(&mut user, &[grant], now).await.unwrap();
+
+    // A security alert goes out.
+    let sender = Sender::new(
+        &api.config,
+        api.env.dynamodb.clone(),
+        api.env.sqs.clone(),
+        EumSender::new(api.stub.client(), &api.config.sms),
+        api.clock.clone(),
+    );
+    let alert = integration_tests::sender_fixture::request(
+        "alert-after-pumping",
+        MessageKind::SecurityAlert,
+        "u-alerts",
+    );
+    let mut outcomes = Vec::new();
+    for event in deliver(&api.env, &api.env.queues.transactional, &[alert]).await {
+        outcomes.extend(sender.process(&event).await);
+    }
+    assert_eq!(outcomes, [Outcome::Sent]);
+
+    // And so does the answer to HELP.
+    let inbound = InboundSms::new(
+        &api.config,
+        api.env.dynamodb.clone(),
+        EumSender::new(api.stub.client(), &api.config.sms),
+        api.clock.clone(),
+    );
+    let help: SnsEvent = integration_tests::events::sns_event("sns-inbound-help.json", |_| {});
+    assert_eq!(
+        inbound.handle(help).await.unwrap(),
+        [InboundOutcome::Processed {
+            intent: Intent::Help,
+            users_changed: 0,
+            replied: true
+        }]
+    );
+    let to_user: Vec<_> = api.stub.sent_to(phone);
+    assert_eq!(to_user.len(), 2, "the alert and the help text: {to_user:?}");
 }

@@ -35,7 +35,7 @@ pub struct Api {
     pub env: TestEnv,
     pub stub: SmsStub,
     pub clock: Arc<ManualClock>,
-    pub opt_in: opt_in_api::State,
+    pub opt_in: opt_in_api::State<EumSender>,
     pub verify: verify_api::State<EumSender>,
     pub config: Config,
     /// Each function's AWS calls (key reads included).
@@ -82,10 +82,12 @@ impl Api {
         )
         .expect("verify-api reads both keys");
         let sender = EumSender::new(verify_calls.sms(&stub.client()), &config.sms);
+        let opt_in_sender = EumSender::new(opt_in_calls.sms(&stub.client()), &config.sms);
         let opt_in = opt_in_api::State::new(
             config.clone(),
             opt_in_auth,
             opt_in_calls.dynamodb(&env.dynamodb),
+            opt_in_sender,
             clock.clone(),
         );
         let verify = verify_api::State::new(

@@ -153,10 +153,13 @@ fn check_role(function: &str, scenario: &[Call]) {
 }
 
 /// opt-in-api: JWT key at cold start; GET prompt (first view records `prompt_shown_at`), POST
-/// opt_in (consent grant: transaction), GET and PATCH preferences.
+/// opt_in (consent grant: transaction), GET and PATCH preferences; after the verification,
+/// the switch off and an opt-in on the verified number (its confirmation: claim, attempt,
+/// send, outcome).
 /// verify-api: both keys at cold start; start (rate windows, spend and preferences batch
-/// read, log claim and finish, code put, send, message id), a wrong check (attempt counter), the
-/// right check (consume, binding the pending grant: transaction, message feedback).
+/// read, the codes' budget reservation, log claim and finish, code put, send, message id), a
+/// wrong check (attempt counter), the right check (consume, binding the pending grant:
+/// transaction, message feedback, the bound grant's confirmation).
 #[tokio::test]
 async fn api_roles_allow_exactly_what_the_api_functions_call() {
     let api = Api::with(&[CONFIGURATION_SET]).await;
@@ -218,6 +221,33 @@ async fn api_roles_allow_exactly_what_the_api_functions_call() {
             .is_some_and(|p| p.phone_verified && p.has_consent()),
         "verified, the pending grant bound"
     );
+    // A new grant a minute later (its confirmation is named after its time).
+    api.clock.advance(SignedDuration::from_mins(1));
+    let off = json!({"allow_sms_invitations": false});
+    ok(
+        api.call(as_user("http-preferences-patch", user, Some(off)))
+            .await
+            .status,
+        "PATCH switch off",
+    );
+    let opt_in = json!({"action": "opt_in"});
+    ok(
+        api.call(as_user("http-opt-in-post", user, Some(opt_in)))
+            .await
+            .status,
+        "POST opt-in on the verified number",
+    );
+    let confirmations = api
+        .stub
+        .sent_to(PHONE)
+        .into_iter()
+        .filter(|s| {
+            s.context
+                .get("logId")
+                .is_some_and(|id| id.starts_with("optin#"))
+        })
+        .count();
+    assert_eq!(confirmations, 2, "the bound grant's and the new grant's");
 
     check_role("opt-in-api", &api.opt_in_calls.calls());
     check_role("verify-api", &api.verify_calls.calls());

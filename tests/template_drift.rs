@@ -547,7 +547,7 @@ fn functions_send_only_from_the_configured_identity() {
 /// function, API 5xx, the month's spend over a parameter, and the verified share of codes per
 /// country, on the metrics verify-api emits; every alarm notifies the alarm topic.
 #[test]
-fn alarms_cover_functions_api_spend_and_verification_ratio() {
+fn alarms_cover_functions_api_spend_and_verification_ratio_and_budget() {
     let t = template();
     let alarms = of_type(&t, "AWS::CloudWatch::Alarm");
     let on = |namespace: &str, metric: &str, dimension: &str| -> Vec<&Value> {
@@ -617,6 +617,28 @@ fn alarms_cover_functions_api_spend_and_verification_ratio() {
             ref_target(&ratio["Threshold"]),
             Some("MinVerifiedCodeRatio")
         );
+    }
+    // The codes' own budget (§7): its spend, and codes refused once it is spent, both on
+    // metrics verify-api really emits.
+    for (metric, threshold) in [
+        ("VerificationSpendUsd", Some("VerificationSpendAlarmUsd")),
+        ("VerificationBudgetRefused", None),
+    ] {
+        let alarm = alarms
+            .iter()
+            .map(|(_, a)| &a["Properties"])
+            .find(|p| {
+                p["Namespace"].as_str() == Some("SmsNotifications")
+                    && p["MetricName"].as_str() == Some(metric)
+            })
+            .unwrap_or_else(|| panic!("no alarm on {metric}"));
+        assert!(
+            text.contains(&format!("\"{metric}\"")),
+            "verify-api emits {metric}"
+        );
+        if let Some(threshold) = threshold {
+            assert_eq!(ref_target(&alarm["Threshold"]), Some(threshold));
+        }
     }
     for (id, a) in &alarms {
         let actions = a["Properties"]["AlarmActions"].as_sequence();

@@ -8,6 +8,8 @@ use integration_tests::Behavior;
 use integration_tests::conflict::lose_saves;
 use jiff::SignedDuration;
 use serde_json::json;
+use sms_shared::locale::Locale;
+use sms_shared::opt_in;
 use sms_shared::preferences::{ConsentAction, ConsentMethod};
 use sms_shared::store::preferences::UPDATE_ATTEMPTS;
 use sms_shared::store::{LogStatus, LogStore, PreferencesStore, VerificationStore};
@@ -652,4 +654,180 @@ async fn a_code_whose_answer_was_lost_is_accepted_and_its_attempt_stays_on_recor
     );
     assert!(api.stub.feedback().is_empty());
     assert!(api.verify_calls.denied().is_empty());
+}
+
+// ---- opt-in confirmations (DESIGN §8) and the code's language ----
+
+/// The opt-in confirmations sent to `number`, oldest first.
+fn confirmations(api: &Api, number: &str) -> Vec<String> {
+    api.stub
+        .sent_to(number)
+        .into_iter()
+        .filter(|s| {
+            s.context
+                .get("logId")
+                .is_some_and(|id| id.starts_with("optin#"))
+        })
+        .map(|s| s.body)
+        .collect()
+}
+
+/// Verifies `number` for `user`: a code, then the check.
+async fn verify(api: &Api, user: &str, number: &str) {
+    let reply = start(api, user, number).await;
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    let reply = check(api, user, &last_code(api, number)).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+}
+
+/// The modal's opt-in has no verified number to confirm to; the verification that binds its
+/// grant sends the confirmation, once: opting in again, turning the switch on, verifying the
+/// number again send nothing more. It carries what CTIA asks for.
+#[tokio::test]
+async fn a_pending_grant_is_confirmed_once_when_the_verification_binds_it() {
+    let api = Api::new().await;
+    let modal = json!({"action": "opt_in"});
+    assert_eq!(
+        api.call(as_user(OPT_IN, "u-c", Some(modal.clone())))
+            .await
+            .status,
+        200
+    );
+    assert!(api.stub.sent().is_empty(), "nothing to confirm to yet");
+
+    verify(&api, "u-c", NUMBER).await;
+    let sent = confirmations(&api, NUMBER);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let body = &sent[0];
+    assert_eq!(
+        *body,
+        sms_shared::template::opt_in_confirmation(&api.config.branding, Locale::En)
+    );
+    for part in [
+        "WordBattle",
+        "Msg frequency varies",
+        "Msg & data rates may apply",
+        "HELP",
+        "STOP",
+    ] {
+        assert!(body.contains(part), "{part:?} in {body:?}");
+    }
+    // One record per grant, named after it, settled `sent`.
+    let grant = api.history("u-c").await[0].clone();
+    let id = opt_in::confirmation_log_id("u-c", grant.at);
+    let log = LogStore::new(api.env.dynamodb.clone(), api.env.tables.log.clone());
+    let record = log
+        .get(&id)
+        .await
+        .unwrap()
+        .expect("the confirmation's record");
+    assert_eq!(record.status, LogStatus::Sent);
+    assert_eq!(record.record_type.as_deref(), Some("opt_in_confirmation"));
+    assert_eq!(record.user_id.as_deref(), Some("u-c"));
+
+    // Nothing new to confirm.
+    api.clock.advance(SignedDuration::from_mins(1));
+    api.call(as_user(OPT_IN, "u-c", Some(modal))).await;
+    let on = json!({"allow_sms_invitations": true});
+    api.call(as_user(PATCH, "u-c", Some(on))).await;
+    verify(&api, "u-c", NUMBER).await;
+    assert_eq!(confirmations(&api, NUMBER).len(), 1);
+    assert!(api.opt_in_calls.denied().is_empty() && api.verify_calls.denied().is_empty());
+}
+
+/// On a verified number the opt-in itself confirms, at once, in the user's language; every
+/// new grant (after a revocation) gets its own confirmation, and only one.
+#[tokio::test]
+async fn an_opt_in_on_a_verified_number_is_confirmed_in_the_users_language() {
+    let api = Api::new().await;
+    verify(&api, "u-v", NUMBER).await;
+    assert!(confirmations(&api, NUMBER).is_empty(), "no consent yet");
+
+    let on = json!({"allow_sms_invitations": true, "locale": "es"});
+    let reply = api.call(as_user(PATCH, "u-v", Some(on))).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let spanish = sms_shared::template::opt_in_confirmation(&api.config.branding, Locale::Es);
+    assert_eq!(confirmations(&api, NUMBER), std::slice::from_ref(&spanish));
+    assert!(spanish.contains("Pueden aplicarse tarifas de mensajes y datos"));
+
+    // Off (a revocation), then on again: a new grant, a new confirmation.
+    api.clock.advance(SignedDuration::from_mins(1));
+    api.call(as_user(
+        PATCH,
+        "u-v",
+        Some(json!({"allow_sms_invitations": false})),
+    ))
+    .await;
+    assert_eq!(confirmations(&api, NUMBER).len(), 1);
+    api.clock.advance(SignedDuration::from_mins(1));
+    let modal = json!({"action": "opt_in"});
+    api.call(as_user(OPT_IN, "u-v", Some(modal))).await;
+    assert_eq!(confirmations(&api, NUMBER), [spanish.clone(), spanish]);
+}
+
+/// An opt-in and the verification that binds a pending grant, at the same moment (a user
+/// with two tabs): whichever order the preferences' version check gives them, one
+/// confirmation.
+#[tokio::test]
+async fn an_opt_in_racing_the_verification_sends_one_confirmation() {
+    for round in 0..4 {
+        let api = Api::new().await;
+        let user = format!("u-race-{round}");
+        let modal = json!({"action": "opt_in"});
+        api.call(as_user(OPT_IN, &user, Some(modal.clone()))).await;
+        let reply = start(&api, &user, NUMBER).await;
+        assert_eq!(reply.status, 202);
+        let code = last_code(&api, NUMBER);
+        let on = json!({"allow_sms_invitations": true});
+        let (checked, opted, patched) = tokio::join!(
+            check(&api, &user, &code),
+            api.call(as_user(OPT_IN, &user, Some(modal))),
+            api.call(as_user(PATCH, &user, Some(on))),
+        );
+        for reply in [&checked, &opted, &patched] {
+            assert!(
+                reply.status == 200 || reply.status == 409,
+                "{:?}",
+                reply.body
+            );
+        }
+        assert_eq!(checked.status, 200, "{:?}", checked.body);
+        assert!(api.prefs(&user).await.unwrap().has_consent());
+        assert_eq!(confirmations(&api, NUMBER).len(), 1, "round {round}");
+    }
+}
+
+/// A code speaks the user's language; a user who never chose one gets the browser's.
+#[tokio::test]
+async fn the_code_speaks_the_users_language() {
+    let api = Api::new().await;
+    let patch = json!({"locale": "es"});
+    api.call(as_user(PATCH, "u-es", Some(patch))).await;
+    start(&api, "u-es", NUMBER).await;
+    let body = api.stub.sent_to(NUMBER).pop().unwrap().body;
+    assert!(
+        body.starts_with("WordBattle: tu codigo de verificacion es "),
+        "{body}"
+    );
+    assert!(
+        body.ends_with(". Vence en 10 minutos. No lo compartas con nadie."),
+        "{body}"
+    );
+
+    let other = "+14155550124";
+    let browser = request(
+        START,
+        Edit {
+            user: Some(Some("u-new")),
+            body: Some(json!({"phone_number": other}).to_string()),
+            headers: vec![("accept-language", "es-MX,es;q=0.9")],
+            ..Edit::default()
+        },
+    );
+    assert_eq!(api.call(browser).await.status, 202);
+    let body = api.stub.sent_to(other).pop().unwrap().body;
+    assert!(body.contains("tu codigo de verificacion es"), "{body}");
+    let count = sms_shared::segments::count(&body);
+    assert_eq!(count.encoding, sms_shared::segments::Encoding::Gsm7);
+    assert_eq!(count.segments, 1);
 }

@@ -7,7 +7,8 @@
 //! (End User Messaging `SendTextMessage`, and a console sender for local runs).
 //!
 //! The one send protocol every function sends through (claim, record the attempt, send,
-//! finish): [`outbound`].
+//! finish): [`outbound`]; the opt-in confirmation sent through it once per grant:
+//! [`opt_in`].
 //!
 //! Wiring: [`config`] (one struct read from the environment) and [`clock`].
 
@@ -23,6 +24,7 @@ pub mod keywords;
 pub mod kinds;
 pub mod locale;
 pub mod metrics;
+pub mod opt_in;
 pub mod outbound;
 pub mod pacing;
 pub mod phone;

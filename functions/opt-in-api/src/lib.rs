@@ -15,6 +15,11 @@
 //!
 //! Consent is bound to a number (§4): a grant covers the user's verified number, or is
 //! pending (the modal sends no number) until the user verifies one.
+//!
+//! An opt-in that leaves consent covering the verified number when it did not before (the
+//! modal's opt-in or the settings switch, on a verified number) sends the opt-in confirmation
+//! of that grant, once, in the user's language ([`sms_shared::opt_in`], DESIGN §8). The
+//! answer does not depend on it: the opt-in is done whether or not the text goes out.
 
 use jiff::{SignedDuration, Timestamp};
 use lambda_http::http::{Method, StatusCode};
@@ -28,10 +33,15 @@ use sms_shared::disclosure;
 use sms_shared::http::{self as api, ApiError, json_response, non_null, nullable, parse_json};
 use sms_shared::kinds::Category;
 use sms_shared::locale::Locale;
+use sms_shared::metrics;
+use sms_shared::opt_in::{self, Confirmation};
+use sms_shared::outbound::Outbound;
 use sms_shared::phone::E164;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
-use sms_shared::store::PreferencesStore;
+use sms_shared::sms::SmsSender;
+use sms_shared::store::{LogStore, PreferencesStore};
 use std::sync::Arc;
+use tracing::error;
 
 /// The prompt is not shown again within this time of being shown.
 pub const PROMPT_INTERVAL: SignedDuration = SignedDuration::from_hours(24);
@@ -44,33 +54,88 @@ pub const OPT_IN_PATH: &str = "/notifications/sms-opt-in";
 pub const PREFERENCES_PATH: &str = "/notifications/me/sms-preferences";
 
 /// Everything the handler needs, built once per cold start.
-pub struct State {
+pub struct State<S> {
     pub config: Config,
     pub auth: Authenticator,
     pub preferences: PreferencesStore,
+    /// The opt-in confirmations' records (the one send protocol).
+    pub log: LogStore,
+    /// Sends the opt-in confirmations.
+    pub sender: S,
     pub clock: Arc<dyn Clock>,
 }
 
-impl State {
+impl<S: SmsSender> State<S> {
     pub fn new(
         config: Config,
         auth: Authenticator,
         dynamodb: aws_sdk_dynamodb::Client,
+        sender: S,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let preferences = PreferencesStore::new(dynamodb, config.tables.preferences.clone());
+        let preferences =
+            PreferencesStore::new(dynamodb.clone(), config.tables.preferences.clone());
+        let log = LogStore::new(dynamodb, config.tables.log.clone());
         Self {
             config,
             auth,
             preferences,
+            log,
+            sender,
             clock,
+        }
+    }
+
+    /// Sends the confirmation of the grant a change from `before` to `after` made, if any.
+    async fn confirm_opt_in(&self, before: Option<&Preferences>, after: &Preferences) {
+        let blank = Preferences::new(after.user_id.clone());
+        let Some(grant_at) = opt_in::grant_to_confirm(before.unwrap_or(&blank), after) else {
+            return;
+        };
+        let outbound = Outbound {
+            log: &self.log,
+            sms: &self.sender,
+            clock: self.clock.as_ref(),
+            lease: self.config.claim_lease,
+        };
+        match opt_in::confirm(
+            &outbound,
+            &self.config.branding,
+            &self.config.allowed_countries,
+            after,
+            grant_at,
+        )
+        .await
+        {
+            Ok(Confirmation::Sent) => confirmation_metric("OptInConfirmationsSent"),
+            Ok(Confirmation::AlreadySettled) => {}
+            Ok(Confirmation::NotSent(reason)) => {
+                tracing::warn!(reason, "opt-in confirmation not sent");
+                confirmation_metric("OptInConfirmationsNotSent");
+            }
+            Err(e) => {
+                error!(error = %e, "recording the opt-in confirmation failed; not sent");
+                confirmation_metric("OptInConfirmationsNotSent");
+            }
         }
     }
 }
 
+/// One EMF count of `opt-in-api`.
+fn confirmation_metric(name: &'static str) {
+    let mut set = metrics::MetricSet::default();
+    set.count(name);
+    metrics::write_documents(
+        &set.to_documents("opt-in-api", jiff::Timestamp::now().as_millisecond()),
+    );
+}
+
 /// The Lambda handler: routes, answers every client mistake with the §5 error shape, and
 /// returns `Err` never (faults are 500 responses with the request id).
-pub async fn handler(state: &State, request: Request) -> Result<Response<Body>, Error> {
+pub async fn handler<S: SmsSender>(
+    state: &State<S>,
+    request: Request,
+) -> Result<Response<Body>, Error> {
     let context = match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(context)) => Some(context),
         _ => None,
@@ -83,8 +148,8 @@ pub async fn handler(state: &State, request: Request) -> Result<Response<Body>, 
     Ok(api::answer(request.method(), path, &request_id, result).map(Body::from))
 }
 
-async fn route(
-    state: &State,
+async fn route<S: SmsSender>(
+    state: &State<S>,
     request: &Request,
     context: Option<&lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext>,
 ) -> Result<lambda_http::http::Response<String>, ApiError> {
@@ -138,8 +203,8 @@ pub fn should_show_prompt(p: &Preferences, now: Timestamp) -> bool {
         && p.prompt.shown_at.is_none_or(|t| t + PROMPT_INTERVAL <= now)
 }
 
-async fn get_prompt(
-    state: &State,
+async fn get_prompt<S: SmsSender>(
+    state: &State<S>,
     caller: &Caller,
 ) -> Result<lambda_http::http::Response<String>, ApiError> {
     let now = state.clock.now();
@@ -198,8 +263,8 @@ struct OptInAnswer {
     allow_sms_invitations: bool,
 }
 
-async fn post_opt_in(
-    state: &State,
+async fn post_opt_in<S: SmsSender>(
+    state: &State<S>,
     caller: &Caller,
     headers: &lambda_http::http::HeaderMap,
     body: &[u8],
@@ -225,9 +290,11 @@ async fn post_opt_in(
     };
     let asked_locale = body.locale.is_some();
     let now = state.clock.now();
+    let mut before = None;
     let prefs = state
         .preferences
         .update::<ApiError, _>(&caller.user_id, now, |p| {
+            before = Some(p.clone());
             match body.action {
                 PromptAction::Dismiss => {
                     p.prompt.dismissed_at = Some(now);
@@ -260,6 +327,7 @@ async fn post_opt_in(
         })
         .await?
         .prefs;
+    state.confirm_opt_in(before.as_ref(), &prefs).await;
     Ok(json_response(
         StatusCode::OK,
         &OptInAnswer {
@@ -311,8 +379,8 @@ impl PreferencesView {
     }
 }
 
-async fn get_preferences(
-    state: &State,
+async fn get_preferences<S: SmsSender>(
+    state: &State<S>,
     caller: &Caller,
 ) -> Result<lambda_http::http::Response<String>, ApiError> {
     let prefs = api::load_preferences(&state.preferences, &caller.user_id).await?;
@@ -423,8 +491,8 @@ struct PatchAnswer {
     preferences: PreferencesView,
 }
 
-async fn patch_preferences(
-    state: &State,
+async fn patch_preferences<S: SmsSender>(
+    state: &State<S>,
     caller: &Caller,
     headers: &lambda_http::http::HeaderMap,
     raw: &[u8],
@@ -463,9 +531,11 @@ async fn patch_preferences(
     let locale = body.locale.as_deref().map(parse_locale).transpose()?;
     let disclosure = parse_disclosure(body.disclosure_version.clone().flatten().as_deref())?;
     let now = state.clock.now();
+    let mut before = None;
     let prefs = state
         .preferences
         .update::<ApiError, _>(&caller.user_id, now, |p| {
+            before = Some(p.clone());
             let mut events = Vec::new();
             if let Some(locale) = locale {
                 p.locale = Some(locale.as_str().to_owned());
@@ -513,6 +583,7 @@ async fn patch_preferences(
         })
         .await?
         .prefs;
+    state.confirm_opt_in(before.as_ref(), &prefs).await;
     Ok(json_response(
         StatusCode::OK,
         &PatchAnswer {

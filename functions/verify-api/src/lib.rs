@@ -6,7 +6,16 @@
 //! | POST | `{API_BASE_PATH}/notifications/me/phone-verification/check/` `{code}` | 200 `{phone_verified: true, phone_number}` |
 //!
 //! A successful check also binds a pending consent grant (the opt-in modal's, made without a
-//! number) to the verified number, when it is at most 30 days old (§4).
+//! number) to the verified number, when it is at most 30 days old (§4), and then sends that
+//! grant's opt-in confirmation, once ([`sms_shared::opt_in`], §8).
+//!
+//! Codes speak the user's language (the preferences' `locale`, else the request's
+//! `Accept-Language`, else English), and spend their own monthly budget
+//! (`VERIFICATION_MONTHLY_BUDGET_USD`, §7): each code reserves its estimated price in
+//! `counter#code-spend#<month>` with one bounded atomic increment before it is sent, and is
+//! refused (503 `sms_unavailable`) when the budget has no room. Codes never count toward the
+//! account's spend that the promotional cap and the transactional hard cap read, so SMS
+//! pumping can exhaust this budget and nothing else.
 //!
 //! Rules (§5) and where they are kept:
 //! * codes come from the OS CSPRNG and are stored only as an HMAC-SHA256 bound to the user and
@@ -18,6 +27,8 @@
 //! * fixed windows per user, IP, number, number prefix and country, each an atomic bounded
 //!   counter; a refusal is 429 with `Retry-After`;
 //! * premium-rate and shared-cost numbers get no code ([`rules::is_premium_rate`]);
+//! * the country window is tighter for every country but the home market (US 100 an hour,
+//!   others 20: [`WindowLimits`]);
 //! * answers never depend on whether another user has the number.
 
 use jiff::Timestamp;
@@ -32,13 +43,16 @@ use sms_shared::clock::Clock;
 use sms_shared::consent::{self, Decision, SendCheck, SuppressReason, Usage};
 use sms_shared::http::{self as api, ApiError, json_response, parse_json};
 use sms_shared::kinds::{MessageClass, MessageKind};
+use sms_shared::locale::Locale;
+use sms_shared::opt_in::{self, Confirmation};
 use sms_shared::outbound::{self, Outbound, Sent};
 use sms_shared::phone::E164;
-use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod};
+use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::secrets::SecretKey;
 use sms_shared::sms::{SmsError, SmsSender};
 use sms_shared::store::batch::read_preferences_and_counters;
 use sms_shared::store::log::counter_ids;
+use sms_shared::store::receipts::SPEND_COUNTER_KEEP;
 use sms_shared::store::schema::LOG_KEY;
 use sms_shared::store::{
     Bounded, Claim, CodeRecord, Counters, LogStore, NewLogRecord, PreferencesStore, PutCode,
@@ -46,7 +60,7 @@ use sms_shared::store::{
 };
 use sms_shared::template;
 use sms_shared::verification::{
-    self as rules, CODE_LIFETIME, MAX_ATTEMPTS, RESEND_COOLDOWN, WindowLimits,
+    self as rules, CODE_LIFETIME, MAX_ATTEMPTS, RESEND_COOLDOWN, WindowLimits, code_estimate_micros,
 };
 use std::sync::Arc;
 use tracing::{error, info, warn};
@@ -287,13 +301,19 @@ async fn start<S: SmsSender>(
     let code_id = rules::random_id().map_err(|e| internal("no randomness for an id", &e))?;
     let log_id = format!("verify-{code_id}");
     let params = Map::from_iter([("code".to_owned(), Value::String(code.expose().to_owned()))]);
-    let rendered = template::render(
+    let locale = code_locale(prefs.as_ref(), headers);
+    let rendered = template::render_in(
         MessageKind::PhoneVerification,
         &params,
         &state.config.branding,
         state.config.sms.max_segments,
+        locale,
     )
     .map_err(|e| internal("the verification template does not render", &e))?;
+
+    // The codes' own budget (§7), reserved before anything is sent: a pumping burst runs
+    // ahead of the receipts, so a budget checked against them could be overrun.
+    let budget = CodeBudget::reserve(state, rendered.segments.segments, now).await?;
 
     let record = CodeRecord {
         user_id: user_id.to_owned(),
@@ -315,7 +335,10 @@ async fn start<S: SmsSender>(
         .map_err(|e| internal("storing the code failed", &e))?
     {
         PutCode::Stored => {}
-        PutCode::Cooldown { resend_after_ms } => return Err(resend_too_soon(now, resend_after_ms)),
+        PutCode::Cooldown { resend_after_ms } => {
+            budget.release(state).await;
+            return Err(resend_too_soon(now, resend_after_ms));
+        }
     }
 
     let token = match state
@@ -403,6 +426,8 @@ async fn start<S: SmsSender>(
         )),
         Sent::Refused { error, .. } => {
             warn!(to = %number.masked(), log_id = %log_id, error_code = error.code(), "verification code not sent");
+            // Refused: nothing to pay for.
+            budget.release(state).await;
             match error {
                 SmsError::OptedOut => Err(ApiError::bad_request(
                     "phone_opted_out",
@@ -510,9 +535,11 @@ async fn check<S: SmsSender>(
         .consume_guard(user_id, &record.code_id, MAX_ATTEMPTS, now)
         .map_err(|e| internal("building the code's use failed", &e))?;
     let number = record.phone_number.clone();
+    let mut before = None;
     let updated = state
         .preferences
         .update_guarded(user_id, now, std::slice::from_ref(&consume), |p| {
+            before = Some(p.clone());
             if p.phone_number.as_deref() != Some(number.as_str()) {
                 p.phone_number = Some(number.clone());
             }
@@ -564,6 +591,8 @@ async fn check<S: SmsSender>(
         .unwrap_or_default();
     country_metric("VerificationCodesVerified", &country);
     info!(to = %sms_shared::phone::mask(&number), "phone verified");
+    // A pending grant bound now (the modal's opt-in): its confirmation (§8).
+    confirm_bound_grant(state, before.as_ref(), &prefs).await;
     Ok(json_response(
         StatusCode::OK,
         &CheckAnswer {
@@ -571,6 +600,139 @@ async fn check<S: SmsSender>(
             phone_number: prefs.phone_number.unwrap_or(number),
         },
     ))
+}
+
+/// Sends the confirmation of the grant the verification bound, if it did (once per grant;
+/// the answer does not depend on it).
+async fn confirm_bound_grant<S: SmsSender>(
+    state: &State<S>,
+    before: Option<&Preferences>,
+    after: &Preferences,
+) {
+    let blank = Preferences::new(after.user_id.clone());
+    let Some(grant_at) = opt_in::grant_to_confirm(before.unwrap_or(&blank), after) else {
+        return;
+    };
+    let outbound = Outbound {
+        log: &state.log,
+        sms: &state.sender,
+        clock: state.clock.as_ref(),
+        lease: state.config.claim_lease,
+    };
+    let result = opt_in::confirm(
+        &outbound,
+        &state.config.branding,
+        &state.config.allowed_countries,
+        after,
+        grant_at,
+    )
+    .await;
+    let name = match result {
+        Ok(Confirmation::Sent) => "OptInConfirmationsSent",
+        Ok(Confirmation::AlreadySettled) => return,
+        Ok(Confirmation::NotSent(reason)) => {
+            warn!(reason, "opt-in confirmation not sent");
+            "OptInConfirmationsNotSent"
+        }
+        Err(e) => {
+            error!(error = %e, "recording the opt-in confirmation failed; not sent");
+            "OptInConfirmationsNotSent"
+        }
+    };
+    plain_metric(name, 1.0, "Count");
+}
+
+/// The language of a code: the user's, else the browser's (`Accept-Language`), else English.
+fn code_locale(prefs: Option<&Preferences>, headers: &HeaderMap) -> Locale {
+    prefs
+        .and_then(|p| p.locale.as_deref())
+        .and_then(Locale::from_tag)
+        .or_else(|| {
+            headers
+                .get(lambda_http::http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Locale::from_accept_language)
+        })
+        .unwrap_or_default()
+}
+
+/// A code's reservation in the codes' monthly budget (§7).
+struct CodeBudget {
+    counter: String,
+    micros: u64,
+    keep_until: Timestamp,
+}
+
+impl CodeBudget {
+    /// Reserves the estimate of a code of `segments` parts, or refuses the code (503
+    /// `sms_unavailable`, `Retry-After` until the month's end) when the budget has no room.
+    async fn reserve<S: SmsSender>(
+        state: &State<S>,
+        segments: u32,
+        now: Timestamp,
+    ) -> Result<CodeBudget, ApiError> {
+        let budget = CodeBudget {
+            counter: counter_ids::month_code_spend(now),
+            micros: code_estimate_micros(segments),
+            keep_until: now + SPEND_COUNTER_KEEP,
+        };
+        let cap = state.config.limits.verification_monthly_budget_micros;
+        match state
+            .log_counters
+            .increment_within(&budget.counter, budget.micros, cap, budget.keep_until)
+            .await
+            .map_err(|e| internal("reserving the code's budget failed", &e))?
+        {
+            Bounded::Counted(spent) => {
+                plain_metric("VerificationSpendUsd", spent as f64 / 1e6, "None");
+                Ok(budget)
+            }
+            Bounded::CapReached => {
+                warn!(
+                    budget_usd = cap as f64 / 1e6,
+                    "the verification budget of the month is spent; code refused"
+                );
+                plain_metric("VerificationBudgetRefused", 1.0, "Count");
+                Err(ApiError {
+                    retry_after: Some(rules::retry_after_secs(now, rules::month_end(now))),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "sms_unavailable",
+                        "text messages cannot be sent right now; try again later",
+                    )
+                })
+            }
+        }
+    }
+
+    /// Gives the reservation back (the code was not sent). Best effort.
+    async fn release<S: SmsSender>(&self, state: &State<S>) {
+        let by = -i64::try_from(self.micros).unwrap_or(i64::MAX);
+        if let Err(e) = state
+            .log_counters
+            .add(&self.counter, by, self.keep_until)
+            .await
+        {
+            warn!(error = %e, "giving back a code's budget reservation failed");
+        }
+    }
+}
+
+/// One EMF line of `verify-api` without dimensions but `Function`.
+fn plain_metric(name: &str, value: f64, unit: &str) {
+    let doc = json!({
+        "_aws": {
+            "Timestamp": Timestamp::now().as_millisecond(),
+            "CloudWatchMetrics": [{
+                "Namespace": sms_shared::metrics::NAMESPACE,
+                "Dimensions": [["Function"]],
+                "Metrics": [{"Name": name, "Unit": unit}],
+            }],
+        },
+        "Function": "verify-api",
+        name: value,
+    });
+    sms_shared::metrics::write_documents(&[doc]);
 }
 
 /// One EMF line with a `Country` dimension: codes sent and verified per country give the

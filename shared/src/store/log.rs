@@ -176,6 +176,19 @@ pub struct NewReply<'a> {
     pub intent: &'a str,
 }
 
+/// `recordType` of opt-in confirmations.
+pub const OPT_IN_CONFIRMATION: &str = "opt_in_confirmation";
+
+/// An opt-in confirmation about to be claimed (DESIGN §8): one per consent grant, its id
+/// derived from the grant ([`crate::opt_in::confirmation_log_id`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewConfirmation<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub phone_number: &'a str,
+    pub body: &'a str,
+}
+
 /// The answer to a claim.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
@@ -386,6 +399,29 @@ impl LogStore {
             wait: SignedDuration::ZERO,
         };
         self.claim_item(reply.id, fields, in_doubt, now, lease)
+            .await
+    }
+
+    /// [`LogStore::claim`] for an opt-in confirmation. Like a reply, it is sent at most
+    /// once: an attempt in doubt ends `unknown` at the next claim instead of being sent again.
+    pub async fn claim_confirmation(
+        &self,
+        confirmation: &NewConfirmation<'_>,
+        now: Timestamp,
+        lease: SignedDuration,
+    ) -> Result<Claim, StoreError> {
+        let fields = vec![
+            ("recordType", s(OPT_IN_CONFIRMATION)),
+            ("class", s("transactional")),
+            ("userId", s(confirmation.user_id)),
+            ("phoneNumber", s(confirmation.phone_number)),
+            ("body", s(confirmation.body)),
+        ];
+        let in_doubt = InDoubt {
+            resend: false,
+            wait: SignedDuration::ZERO,
+        };
+        self.claim_item(confirmation.id, fields, in_doubt, now, lease)
             .await
     }
 

@@ -14,7 +14,8 @@ pub mod verification;
 
 pub use counters::{Bounded, Counters};
 pub use log::{
-    Attempt, Claim, Finish, LogRecord, LogStatus, LogStore, NewLogRecord, NewReply, Related,
+    Attempt, Claim, Finish, LogRecord, LogStatus, LogStore, NewConfirmation, NewLogRecord,
+    NewReply, Related,
 };
 pub use preferences::{PreferencesStore, SaveOutcome, UpdateError, Updated};
 pub use verification::{CodeRecord, PutCode, VerificationStore};
