@@ -836,3 +836,59 @@ async fn a_deferred_request_received_again_and_again_never_reaches_the_dead_lett
             .is_empty()
     );
 }
+
+/// Bodies speak the user's language (the preferences' `locale`, DESIGN §8): a Spanish speaker
+/// gets the Spanish template, with the Spanish STOP footer, folded to GSM-7; an English
+/// speaker (or one who never chose) the English one.
+#[tokio::test]
+async fn bodies_speak_the_users_language() {
+    let f = Fixture::new(&[]).await;
+    f.save_user("u-es", |p| {
+        consented_number(p, "+14155550111");
+        p.locale = Some("es".into());
+    })
+    .await;
+    f.save_user("u-en", |p| consented_number(p, "+14155550112"))
+        .await;
+    let bodies = [
+        invitation("es-1", "u-es"),
+        request("es-2", MessageKind::SecurityAlert, "u-es"),
+        invitation("en-1", "u-en"),
+    ];
+    f.outcomes(&f.notifications(), &bodies[..1]).await;
+    f.outcomes(&f.transactional(), &bodies[1..2]).await;
+    f.outcomes(&f.notifications(), &bodies[2..]).await;
+    let body_of = |id: &str| {
+        f.stub
+            .sent()
+            .into_iter()
+            .find(|s| s.context.get("logId").map(String::as_str) == Some(id))
+            .unwrap_or_else(|| panic!("{id} not sent"))
+            .body
+    };
+    let invitation_es = body_of("es-1");
+    assert!(
+        invitation_es.contains("Ada te invita a una batalla sobre \"Haiku\""),
+        "{invitation_es}"
+    );
+    assert!(
+        invitation_es.ends_with("Responde STOP para cancelar."),
+        "{invitation_es}"
+    );
+    let alert_es = body_of("es-2");
+    assert!(alert_es.contains("alerta de seguridad"), "{alert_es}");
+    for body in [&invitation_es, &alert_es] {
+        let count = sms_shared::segments::count(body);
+        assert_eq!(
+            count.encoding,
+            sms_shared::segments::Encoding::Gsm7,
+            "{body}"
+        );
+    }
+    let invitation_en = body_of("en-1");
+    assert!(
+        invitation_en.contains("Ada challenged you"),
+        "{invitation_en}"
+    );
+    assert!(invitation_en.ends_with("Reply STOP to unsubscribe."));
+}

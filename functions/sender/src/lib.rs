@@ -1,7 +1,8 @@
 //! `sender`: turns SQS send requests (DESIGN §6) into at most one SMS each.
 //!
 //! For each record of a batch:
-//! 1. parse and render; an invalid body goes to the dead-letter queue with its reason;
+//! 1. parse and render, in the user's language (the preferences' `locale`); an invalid body
+//!    goes to the dead-letter queue with its reason;
 //! 2. claim the request id in the log with one conditional write: a duplicate delivery, or a
 //!    request another invocation is working on, stops here; an attempt in doubt is taken over
 //!    by the rule of §6 ([`LogStore::claim`]);
@@ -29,6 +30,7 @@ use futures_util::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use sms_shared::config::{Branding, Limits};
 use sms_shared::consent::{self, Decision, SendCheck, SuppressReason, Usage};
+use sms_shared::locale::Locale;
 use sms_shared::metrics::MetricSet;
 use sms_shared::outbound::{self, Outbound};
 use sms_shared::pacing::Pacer;
@@ -43,7 +45,7 @@ use sms_shared::store::{
     Bounded, Claim, Counters, DynamoClient, Finish, LogStatus, LogStore, NewLogRecord,
     PreferencesStore, StoreError,
 };
-use sms_shared::template::{self, RenderedMessage};
+use sms_shared::template::{self, RenderedMessage, TemplateError};
 use sms_shared::{Clock, Config, MessageClass};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -294,12 +296,27 @@ impl<S: SmsSender> Sender<S> {
         context: &BatchContext,
         latest_start: Option<Instant>,
     ) -> Step {
-        let rendered = match template::render(
-            request.kind,
-            &request.params,
-            &self.branding,
-            self.max_segments,
-        ) {
+        // In the user's language (§8). A Spanish body longer than the maximum falls back to
+        // English rather than failing a request that is valid.
+        let locale = context
+            .prefs
+            .get(&request.user_id)
+            .map(|p| p.locale())
+            .unwrap_or_default();
+        let render = |locale| {
+            template::render_in(
+                request.kind,
+                &request.params,
+                &self.branding,
+                self.max_segments,
+                locale,
+            )
+        };
+        let rendered = match render(locale) {
+            Err(TemplateError::TooLong { .. }) if locale != Locale::En => render(Locale::En),
+            other => other,
+        };
+        let rendered = match rendered {
             Ok(rendered) => rendered,
             Err(e) => {
                 return Step::Done(
