@@ -1,8 +1,10 @@
 """`make demo`: the whole story against the local stack, one step at a time.
 
-Opt in -> start verification -> read the code off the console sender -> check it -> drop a
+Opt in -> start verification -> read the code off the console sender -> check it (the opt-in
+confirmation goes out: the modal's grant was pending until the number was verified) -> drop a
 battle invitation on the queue and let the sender send it -> feed its delivery receipt ->
-reply STOP -> the next request is suppressed, with its reason.
+reply PARAR (a Spanish STOP: confirmed in Spanish) -> the next request is suppressed, with its
+reason.
 
 It calls the HTTP API as the frontend does, on the local API of `make dev`
 (http://127.0.0.1:$LOCAL_API_PORT/api/v1/..., scripts/local_api.py), signed in with an
@@ -19,10 +21,11 @@ the verification windows per user, number, number prefix and IP never fill up ac
 import json
 import os
 import random
+import re
 import sys
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 
 import devlib
 from devlib import StackError
@@ -63,10 +66,31 @@ def sns_event(topic, message):
         "EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": f"{topic}:demo",
         "Sns": {"Type": "Notification", "MessageId": str(uuid.uuid4()), "TopicArn": topic,
                 "Subject": None, "Message": json.dumps(message),
-                "Timestamp": datetime.utcnow().isoformat() + "Z", "SignatureVersion": "1",
+                "Timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "SignatureVersion": "1",
                 "Signature": "EXAMPLE", "SigningCertUrl": "https://example.com/cert.pem",
                 "UnsubscribeUrl": "https://example.com/unsubscribe", "MessageAttributes": {}},
     }]}
+
+
+def console_sms(watch_log, since, log_id_prefix, seconds=10):
+    """The [CONSOLE SMS] block printed after byte `since` for a log id starting with the prefix."""
+    pattern = re.compile(r"\[CONSOLE SMS\][^\n]*log_id=" + re.escape(log_id_prefix) + r"[^\n]*\n.*?\[/CONSOLE SMS\]", re.S)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.path.exists(watch_log):
+            with open(watch_log, errors="replace") as f:
+                f.seek(since)
+                found = pattern.findall(f.read())
+            if found:
+                return found[-1].splitlines()
+        time.sleep(0.1)
+    return [f"(no [CONSOLE SMS] for {log_id_prefix}... in {os.path.relpath(watch_log, devlib.ROOT)})"]
+
+
+def show_sms(lines):
+    for line in lines:
+        print(f"      {line}", flush=True)
 
 
 def log_record(request_id):
@@ -111,10 +135,14 @@ def run(watch_log):
     show("code", code)
 
     step("4. Check it (POST /notifications/me/phone-verification/check/)")
+    since = devlib.log_size(watch_log)
     status, body = client.call("POST", "/notifications/me/phone-verification/check/", {"code": code})
     show(status, body)
     status, body = client.call("GET", "/notifications/me/sms-preferences/")
     show("preferences", body)
+    print("    The modal's consent waited for a verified number; it covers this one now, so the")
+    print("    opt-in confirmation goes out, once for this grant (log id optin#<user>#<grant time>):")
+    show_sms(console_sms(watch_log, since, f"optin#{user}#"))
 
     step("5. An upstream drops a battle invitation on the notifications queue; the sender sends it")
     request_id = f"battle-invite-{uuid.uuid4().hex[:6]}"
@@ -134,11 +162,15 @@ def run(watch_log):
     show("delivery-status answered", invoke("delivery-status", sns_event(stack.env["DELIVERY_TOPIC_ARN"], receipt)))
     show("log", log_record(request_id))
 
-    step("7. The user replies STOP (SNS -> inbound-sms)")
-    inbound = {"originationNumber": phone, "destinationNumber": "+18005550100", "messageKeyword": "STOP",
-               "messageBody": "STOP", "inboundMessageId": str(uuid.uuid4()),
+    step("7. The user replies PARAR, a Spanish STOP (SNS -> inbound-sms): honoured, and confirmed in Spanish")
+    inbound_id = str(uuid.uuid4())
+    inbound = {"originationNumber": phone, "destinationNumber": "+18005550100", "messageKeyword": "",
+               "messageBody": "PARAR", "inboundMessageId": inbound_id,
                "previousPublishedMessageId": record.get("providerMessageId", "")}
+    since = devlib.log_size(watch_log)
     show("inbound-sms answered", invoke("inbound-sms", sns_event(stack.env["INBOUND_TOPIC_ARN"], inbound)))
+    print("    The confirmation, in the language of the keyword (within 5 minutes of the message, or never):")
+    show_sms(console_sms(watch_log, since, f"reply#{inbound_id}"))
     status, body = client.call("GET", "/notifications/me/sms-preferences/")
     show("preferences", {k: body.get(k) for k in ("allow_sms_invitations", "has_consent", "consent_given_at")}
          if isinstance(body, dict) else body)

@@ -367,7 +367,8 @@ def console_code(log_path: str, since: int, seconds: float = 30) -> str:
         if os.path.exists(log_path):
             with open(log_path, errors="replace") as f:
                 f.seek(since)
-                codes = re.findall(r"verification code is (\d{6})", f.read())
+                # English or Spanish (a user whose locale is `es`).
+                codes = re.findall(r"(?:verification code is|codigo de verificacion es) (\d{6})", f.read())
             if codes:
                 return codes[-1]
         time.sleep(0.1)

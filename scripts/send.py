@@ -350,7 +350,8 @@ def send_inbound(stack, servers, sample: dict, args, user: str) -> int:
             for line in console_block(servers.watch_log, since, f"reply#{inbound_id}", seconds=2):
                 print(f"    {line}")
         else:
-            print("  no reply sent (the carrier answers this keyword itself, or nothing needed an answer)")
+            print("  no reply sent (AWS answers this keyword itself: PROVIDER_ANSWERS_STOP/_HELP/_START; "
+                  "or nothing needed an answer)")
     return 0
 
 
