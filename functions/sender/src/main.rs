@@ -6,7 +6,7 @@ use sms_shared::sms::AnySender;
 use sms_shared::store::DynamoClient;
 use sms_shared::{Config, SystemClock};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -24,14 +24,17 @@ async fn main() -> Result<(), Error> {
         Arc::new(SystemClock),
     );
     run(service_fn(|event: LambdaEvent<_>| {
-        // The invocation's deadline, on the monotonic clock the pacer waits on.
-        let left = event
+        // The invocation's deadline, on the monotonic clock the pacer waits on. Lambda never
+        // starts an invocation past its deadline, so one already past is not Lambda's:
+        // `cargo lambda watch` sends a fixed `Lambda-Runtime-Deadline-Ms: 600000` (1970),
+        // which would hand every record back unsent. No deadline then.
+        let deadline = event
             .context
             .deadline()
             .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        let deadline = tokio::time::Instant::now() + left;
-        sender.handle_until(event.payload, Some(deadline))
+            .ok()
+            .map(|left| tokio::time::Instant::now() + left);
+        sender.handle_until(event.payload, deadline)
     }))
     .await
 }
