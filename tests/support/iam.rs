@@ -25,7 +25,7 @@
 //! function reads it from `LOG_TABLE`, which the template sets to `!Ref LogTable`.
 //!
 //! Every recorded call is also appended to `<target>/<profile>/iam-calls/<test binary>.jsonl`,
-//! so the IAM contract test (`tests/iam.rs`) can check what the whole suite called
+//! so the IAM contract test (`tests/it/iam.rs`) can check what the whole suite called
 //! ([`suite_calls`]).
 
 use crate::template::{self, ACCOUNT, Deployed, PARTITION, REGION};
@@ -1155,36 +1155,64 @@ pub fn suite_dir() -> Option<PathBuf> {
     Some(exe.parent()?.parent()?.join("iam-calls"))
 }
 
-/// The suite log of this process: `<suite_dir>/<binary>.jsonl`, emptied on the first call
-/// of the process (so it holds the last run of each binary).
+/// The suite log of this process: `<suite_dir>/<binary>.jsonl`. On the first call of the
+/// process it keeps only the lines the current build of the binary recorded (earlier runs of
+/// the same build, e.g. a filtered run), so it holds every distinct call the current build has
+/// made; a line already there is not written again. All the integration tests are one binary
+/// (`tests/it`), so the IAM contract reads this same file while the other modules append to it.
 fn append_to_suite_log(call: &Call) {
-    static LOG: OnceLock<Mutex<Option<(std::fs::File, u128)>>> = OnceLock::new();
+    struct Log {
+        file: std::fs::File,
+        built: u128,
+        written: std::collections::HashSet<String>,
+    }
+    static LOG: OnceLock<Mutex<Option<Log>>> = OnceLock::new();
     let log = LOG.get_or_init(|| {
         let open = || {
             let exe = std::env::current_exe().ok()?;
             let dir = suite_dir()?;
             std::fs::create_dir_all(&dir).ok()?;
             let name = format!("{}.jsonl", exe.file_name()?.to_string_lossy());
-            let file = std::fs::File::create(dir.join(name)).ok()?;
-            Some((file, modified_ns(&exe)?))
+            let path = dir.join(name);
+            let built = modified_ns(&exe)?;
+            let mut written = std::collections::HashSet::new();
+            let mut kept = String::new();
+            for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
+                let fresh = serde_json::from_str::<Line>(line).is_ok_and(|l| l.built == built);
+                if fresh && written.insert(line.to_owned()) {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+            }
+            let mut file = std::fs::File::create(&path).ok()?;
+            file.write_all(kept.as_bytes()).ok()?;
+            Some(Log {
+                file,
+                built,
+                written,
+            })
         };
         Mutex::new(open())
     });
     let mut guard = log.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((file, built)) = guard.as_mut() {
+    if let Some(log) = guard.as_mut() {
         let line = Line {
-            built: *built,
+            built: log.built,
             call: call.clone(),
         };
-        if let Ok(text) = serde_json::to_string(&line) {
+        if let Ok(text) = serde_json::to_string(&line)
+            && log.written.insert(text.clone())
+        {
             // Best effort: the recording is an inventory, the check happened already.
-            let _ = writeln!(file, "{text}");
+            // One write per line, so a reader never sees half of one it can parse.
+            let _ = log.file.write_all(format!("{text}\n").as_bytes());
         }
     }
 }
 
-/// The calls the other test binaries recorded, as long as each binary is still the build
-/// that recorded them (a rebuilt binary's old recordings are dropped until it runs again).
+/// The calls the test binaries recorded (this one included: the other modules of `tests/it`
+/// and earlier runs of the same build), as long as each binary is still the build that
+/// recorded them (a rebuilt binary's old recordings are dropped until it runs again).
 /// Also returns the binaries that were read.
 pub fn suite_calls() -> (Vec<Call>, Vec<String>) {
     let mut calls = Vec::new();
@@ -1207,9 +1235,6 @@ pub fn suite_calls() -> (Vec<Call>, Vec<String>) {
         else {
             continue;
         };
-        if Some(std::ffi::OsStr::new(binary)) == me.file_name() {
-            continue;
-        }
         let Some(built) = modified_ns(&deps.join(binary)) else {
             continue;
         };

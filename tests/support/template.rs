@@ -1,5 +1,5 @@
 //! `template.yaml` read as YAML, with CloudFormation's short tags (`!Ref`, `!GetAtt`, `!Sub`)
-//! kept as tagged values: the helpers the drift check (`tests/template_drift.rs`) and the IAM
+//! kept as tagged values: the helpers the drift check (`tests/it/template_drift.rs`) and the IAM
 //! contract ([`crate::iam`]) share, and a *resolver* that turns intrinsic functions into the
 //! values a deployment named after the logical ids would have ([`Deployed`]).
 

@@ -20,10 +20,7 @@
 //!
 //! It prints a tally: requests, answers by status and route, p50/p99 latency.
 
-#[path = "api_common.rs"]
-mod api_common;
-
-use api_common::{Api, Reply, as_user, code_in, verification_start};
+use crate::api_common::{Api, Reply, as_user, code_in, verification_start};
 use lambda_http::Request;
 use serde_json::{Value, json};
 use sms_shared::preferences::{ConsentAction, ConsentMethod};

@@ -228,7 +228,7 @@ fn queues_match_the_local_stack() {
             dlq_name.ends_with(&format!("-{name}-dlq")),
             "{dlq_id}: {dlq_name} is not the local queue {name}-dlq"
         );
-        // The deployed visibility timeout follows from the rate (tests/send_timings.rs); the
+        // The deployed visibility timeout follows from the rate (tests/it/send_timings.rs); the
         // local stack keeps QUEUE_VISIBILITY_SECONDS.
         let redrive = &queue["Properties"]["RedrivePolicy"];
         assert_eq!(

@@ -1,9 +1,6 @@
 //! `verify-api` through its real handler against moto and the SMS stub (DESIGN §5).
 
-#[path = "api_common.rs"]
-mod api_common;
-
-use api_common::{Api, Edit, LogCapture, Reply, as_user, code_in, request};
+use crate::api_common::{Api, Edit, LogCapture, Reply, as_user, code_in, request};
 use integration_tests::Behavior;
 use integration_tests::conflict::lose_saves;
 use jiff::SignedDuration;

@@ -7,10 +7,7 @@
 //! `abuse_table_matches_docs` runs every attempt, prints the results as a markdown table and
 //! checks that `docs/abuse.md` and the README show the same table.
 
-#[path = "api_common.rs"]
-mod api_common;
-
-use api_common::{Api, Reply, verification_start};
+use crate::api_common::{Api, Reply, verification_start};
 use futures_util::future::join_all;
 use jiff::{SignedDuration, Timestamp};
 use sms_shared::phone::E164;

@@ -5,8 +5,6 @@
 //! Secrets Manager (the local stack's secrets), and every AWS call goes through a recorder that
 //! refuses what the function's role in `template.yaml` does not allow.
 
-#![allow(dead_code)]
-
 use integration_tests::iam::Recorder;
 use integration_tests::local_stack::{LOCAL_JWT_SIGNING_KEY, create_secrets};
 use integration_tests::{SmsStub, TestEnv};

@@ -7,20 +7,18 @@
 //!
 //! 1. drives a representative scenario of each function itself, through its real handler,
 //!    covering every code path that makes a distinct AWS call (the list is in each test), so
-//!    the check does not depend on which other test binaries ran before it;
+//!    the check does not depend on which other tests ran before it;
 //! 2. fails when a recorded call needs an access no statement of the function's role allows:
-//!    the scenario's calls and every call the other test binaries recorded (when they are
-//!    still the current build);
+//!    the scenario's calls and every call the suite recorded (the other modules of this test
+//!    binary, this run and earlier runs of the same build, and other test binaries such as
+//!    `functions/sender`'s, when they are still the current build);
 //! 3. fails when a grant of the role is needed by no call of the scenario (unused, or only
 //!    allowing what another grant allows), except the grants of [`NEEDED_BY_AWS`];
 //! 4. checks that removing any statement of the role denies one of the scenario's calls.
 //!
 //! Failures name the function, the call and the missing or unneeded statement.
 
-#[path = "api_common.rs"]
-mod api_common;
-
-use api_common::{Api, as_user, code_in};
+use crate::api_common::{Api, as_user, code_in};
 use delivery_status::{CONTEXT_LOG_ID, DeliveryStatus};
 use inbound_sms::InboundSms;
 use integration_tests::conflict::lose_saves;

@@ -1,9 +1,6 @@
 //! `opt-in-api` through its real handler against moto (DESIGN §5, §9).
 
-#[path = "api_common.rs"]
-mod api_common;
-
-use api_common::{Api, Edit, access_token, as_user, request};
+use crate::api_common::{Api, Edit, access_token, as_user, request};
 use jiff::SignedDuration;
 use serde_json::{Value, json};
 use sms_shared::preferences::{ConsentAction, ConsentMethod};
@@ -443,7 +440,7 @@ async fn cookie_writes_need_the_csrf_pair_and_bearer_writes_do_not() {
 #[tokio::test]
 async fn routes_live_under_the_base_path_only() {
     let api = Api::new().await;
-    let mut e = api_common::event(PREFS);
+    let mut e = crate::api_common::event(PREFS);
     e["rawPath"] = "/notifications/me/sms-preferences/".into();
     let request = lambda_http::request::from_str(&e.to_string()).unwrap();
     api.call(request).await.assert_error(404, "not_found");
