@@ -464,7 +464,7 @@ mod tests {
 }
 
 /// Every environment variable [`Config::from_env`] reads. `template.yaml` sets all of them
-/// that a deployment needs (`tests/template_drift.rs` checks that), and the test below keeps
+/// that a deployment needs (`tests/it/template_drift.rs` checks that), and the test below keeps
 /// this list equal to what the configuration really reads.
 pub const ENV_VARS: &[&str] = &[
     "LOG_TABLE",
