@@ -5,7 +5,7 @@
 //! refused requests got (status, code, `Retry-After`).
 //!
 //! `abuse_table_matches_docs` runs every attempt, prints the results as a markdown table and
-//! checks that `docs/abuse.md` and the README show the same table.
+//! checks that `docs/abuse.md` and `docs/reliability.md` show the same table.
 
 use crate::api_common::{Api, Reply, verification_start};
 use futures_util::future::join_all;
@@ -494,7 +494,7 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
-/// Runs every attempt, prints the table, and checks `docs/abuse.md` and the README show it.
+/// Runs every attempt, prints the table, and checks `docs/abuse.md` and `docs/reliability.md` show it.
 #[tokio::test]
 async fn abuse_table_matches_docs() {
     let rows = vec![
@@ -512,7 +512,7 @@ async fn abuse_table_matches_docs() {
     ];
     let table = table(&rows);
     println!("\n{table}");
-    for file in ["docs/abuse.md", "README.md"] {
+    for file in ["docs/abuse.md", "docs/reliability.md"] {
         let path = format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"));
         let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert!(
