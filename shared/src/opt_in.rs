@@ -47,6 +47,33 @@ pub fn grant_to_confirm(before: &Preferences, after: &Preferences) -> Option<Tim
     after.consent.given_at
 }
 
+/// The confirmation a change of the preferences from `before` (`None`: a new user) to `after`
+/// owes, if any ([`grant_to_confirm`]), sent and logged: the one path of both APIs. Gives the
+/// metric to count (`OptInConfirmationsSent` / `...NotSent`), `None` when nothing was owed or
+/// the grant was settled before. The caller's request is answered whatever this says.
+pub async fn confirm_change<S: SmsSender>(
+    outbound: &Outbound<'_, S>,
+    branding: &Branding,
+    allowed_countries: &[String],
+    before: Option<&Preferences>,
+    after: &Preferences,
+) -> Option<&'static str> {
+    let blank = Preferences::new(after.user_id.clone());
+    let grant_at = grant_to_confirm(before.unwrap_or(&blank), after)?;
+    match confirm(outbound, branding, allowed_countries, after, grant_at).await {
+        Ok(Confirmation::Sent) => Some("OptInConfirmationsSent"),
+        Ok(Confirmation::AlreadySettled) => None,
+        Ok(Confirmation::NotSent(reason)) => {
+            warn!(reason, "opt-in confirmation not sent");
+            Some("OptInConfirmationsNotSent")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording the opt-in confirmation failed; not sent");
+            Some("OptInConfirmationsNotSent")
+        }
+    }
+}
+
 /// What became of a confirmation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmation {

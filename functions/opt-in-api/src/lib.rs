@@ -34,14 +34,13 @@ use sms_shared::http::{self as api, ApiError, json_response, non_null, nullable,
 use sms_shared::kinds::Category;
 use sms_shared::locale::Locale;
 use sms_shared::metrics;
-use sms_shared::opt_in::{self, Confirmation};
+use sms_shared::opt_in;
 use sms_shared::outbound::Outbound;
 use sms_shared::phone::E164;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::sms::SmsSender;
 use sms_shared::store::{LogStore, PreferencesStore};
 use std::sync::Arc;
-use tracing::error;
 
 /// The prompt is not shown again within this time of being shown.
 pub const PROMPT_INTERVAL: SignedDuration = SignedDuration::from_hours(24);
@@ -88,35 +87,23 @@ impl<S: SmsSender> State<S> {
 
     /// Sends the confirmation of the grant a change from `before` to `after` made, if any.
     async fn confirm_opt_in(&self, before: Option<&Preferences>, after: &Preferences) {
-        let blank = Preferences::new(after.user_id.clone());
-        let Some(grant_at) = opt_in::grant_to_confirm(before.unwrap_or(&blank), after) else {
-            return;
-        };
         let outbound = Outbound {
             log: &self.log,
             sms: &self.sender,
             clock: self.clock.as_ref(),
             lease: self.config.claim_lease,
         };
-        match opt_in::confirm(
+        let config = &self.config;
+        if let Some(metric) = opt_in::confirm_change(
             &outbound,
-            &self.config.branding,
-            &self.config.allowed_countries,
+            &config.branding,
+            &config.allowed_countries,
+            before,
             after,
-            grant_at,
         )
         .await
         {
-            Ok(Confirmation::Sent) => confirmation_metric("OptInConfirmationsSent"),
-            Ok(Confirmation::AlreadySettled) => {}
-            Ok(Confirmation::NotSent(reason)) => {
-                tracing::warn!(reason, "opt-in confirmation not sent");
-                confirmation_metric("OptInConfirmationsNotSent");
-            }
-            Err(e) => {
-                error!(error = %e, "recording the opt-in confirmation failed; not sent");
-                confirmation_metric("OptInConfirmationsNotSent");
-            }
+            confirmation_metric(metric);
         }
     }
 }

@@ -44,7 +44,7 @@ use sms_shared::consent::{self, Decision, SendCheck, SuppressReason, Usage};
 use sms_shared::http::{self as api, ApiError, json_response, parse_json};
 use sms_shared::kinds::{MessageClass, MessageKind};
 use sms_shared::locale::Locale;
-use sms_shared::opt_in::{self, Confirmation};
+use sms_shared::opt_in;
 use sms_shared::outbound::{self, Outbound, Sent};
 use sms_shared::phone::E164;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
@@ -609,37 +609,24 @@ async fn confirm_bound_grant<S: SmsSender>(
     before: Option<&Preferences>,
     after: &Preferences,
 ) {
-    let blank = Preferences::new(after.user_id.clone());
-    let Some(grant_at) = opt_in::grant_to_confirm(before.unwrap_or(&blank), after) else {
-        return;
-    };
     let outbound = Outbound {
         log: &state.log,
         sms: &state.sender,
         clock: state.clock.as_ref(),
         lease: state.config.claim_lease,
     };
-    let result = opt_in::confirm(
+    let config = &state.config;
+    if let Some(metric) = opt_in::confirm_change(
         &outbound,
-        &state.config.branding,
-        &state.config.allowed_countries,
+        &config.branding,
+        &config.allowed_countries,
+        before,
         after,
-        grant_at,
     )
-    .await;
-    let name = match result {
-        Ok(Confirmation::Sent) => "OptInConfirmationsSent",
-        Ok(Confirmation::AlreadySettled) => return,
-        Ok(Confirmation::NotSent(reason)) => {
-            warn!(reason, "opt-in confirmation not sent");
-            "OptInConfirmationsNotSent"
-        }
-        Err(e) => {
-            error!(error = %e, "recording the opt-in confirmation failed; not sent");
-            "OptInConfirmationsNotSent"
-        }
-    };
-    plain_metric(name, 1.0, "Count");
+    .await
+    {
+        plain_metric(metric, 1.0, "Count");
+    }
 }
 
 /// The language of a code: the user's, else the browser's (`Accept-Language`), else English.
