@@ -3,6 +3,7 @@
 //! Every variable has a default that serves local use (`make dev`, tests); `template.yaml`
 //! sets the production values. The README lists them all.
 
+pub use sms_core::settings::{Branding, Limits, parse_usd_micros};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,23 +31,6 @@ pub struct TableNames {
     pub log: String,
     pub preferences: String,
     pub verification: String,
-}
-
-/// Brand and fixed texts that go into message bodies (§3, §8).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Branding {
-    pub brand_name: String,
-    pub support_url: String,
-    /// Appended to every promotional body.
-    pub stop_footer: String,
-    /// How often users get promotional messages, for the HELP reply ("up to 10 msgs/day").
-    pub frequency: String,
-    /// The Spanish footer and frequency (locale `es`).
-    pub stop_footer_es: String,
-    pub frequency_es: String,
-    /// Support contacts the HELP reply adds to the URL, when configured.
-    pub support_email: Option<String>,
-    pub support_phone: Option<String>,
 }
 
 /// End User Messaging settings.
@@ -106,17 +90,6 @@ pub struct AuthSettings {
     pub user_claim: String,
     /// Origins of the web frontend: CORS (in the template) and the CSRF origin check.
     pub allowed_origins: Vec<String>,
-}
-
-/// Limits and cost caps (§7), money in micro-USD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub promotional_per_user_per_day: u32,
-    pub monthly_spend_cap_micros: u64,
-    pub transactional_hard_cap_micros: u64,
-    /// Verification codes' own monthly budget (DESIGN §7): codes stop when it is spent, and
-    /// never count against the room of the caps above.
-    pub verification_monthly_budget_micros: u64,
 }
 
 /// Everything the functions read from the environment.
@@ -337,32 +310,6 @@ fn usd_micros(env: &Env<'_>, name: &'static str, default: &str) -> Result<u64, C
     })
 }
 
-/// Parses a non-negative decimal USD amount into micro-dollars, without floating point.
-pub fn parse_usd_micros(raw: &str) -> Option<u64> {
-    let raw = raw.trim();
-    let (whole, frac) = raw.split_once('.').unwrap_or((raw, ""));
-    if whole.is_empty() && frac.is_empty()
-        || frac.len() > 6
-        || !whole
-            .bytes()
-            .chain(frac.bytes())
-            .all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let whole: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let frac: u64 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse::<u64>().ok()? * 10u64.pow(6 - frac.len() as u32)
-    };
-    whole.checked_mul(1_000_000)?.checked_add(frac)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,16 +397,6 @@ mod tests {
             ["https://a.example", "https://b.example"]
         );
         assert_eq!(config(&[("API_BASE_PATH", "")]).unwrap().api_base_path, "");
-    }
-
-    #[test]
-    fn usd_amounts_parse_exactly() {
-        assert_eq!(parse_usd_micros("50"), Some(50_000_000));
-        assert_eq!(parse_usd_micros("0.00581"), Some(5_810));
-        assert_eq!(parse_usd_micros(".5"), Some(500_000));
-        assert_eq!(parse_usd_micros("1.0000001"), None);
-        assert_eq!(parse_usd_micros("abc"), None);
-        assert_eq!(parse_usd_micros(""), None);
     }
 }
 

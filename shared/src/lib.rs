@@ -1,43 +1,41 @@
-//! Everything the SMS functions share.
+//! The AWS side of the SMS functions, on top of the pure rules of `sms-core`.
 //!
-//! Pure domain rules (no AWS types, plain functions over plain data):
-//! [`kinds`], [`phone`], [`segments`], [`template`], [`quiet_hours`], [`consent`], [`preferences`].
+//! Two crates, both under `shared/` (docs/crates.md):
+//! * `sms-core` (`shared/core/`): the pure rules, with no AWS, Lambda or HTTP-server
+//!   dependency — kinds, phone, segments, template, quiet hours, consent, preferences,
+//!   keywords, verification rules, locale, disclosure, pacing, clock, background, request
+//!   parsing, the JSON-body and error-shape rules of [`http`], and the settings they read
+//!   ([`config::Branding`], [`config::Limits`]).
+//! * `sms-shared` (this crate): what talks to AWS or Lambda. Every core module is re-exported
+//!   here under its old path, so a function may import a pure rule from either
+//!   `sms_shared::kinds` or `sms_core::kinds`: the same item.
 //!
-//! AWS adapters behind small traits: [`store`] (DynamoDB tables of DESIGN §9) and [`sms`]
-//! (End User Messaging `SendTextMessage`, and a console sender for local runs).
-//!
-//! The one send protocol every function sends through (claim, record the attempt, send,
-//! finish): [`outbound`]; the opt-in confirmation sent through it once per grant:
-//! [`opt_in`].
-//!
-//! Wiring: [`config`] (one struct read from the environment) and [`clock`].
+//! Here: the DynamoDB tables of DESIGN §9 ([`store`]); End User Messaging `SendTextMessage`
+//! and a console sender for local runs ([`sms`]); the one send protocol every function sends
+//! through (claim, record the attempt, send, finish: [`outbound`]) and the opt-in
+//! confirmation sent through it once per grant ([`opt_in`]); the caller's identity
+//! ([`auth`]), the secrets ([`secrets`]), the HTTPS client every SDK client shares ([`aws`]),
+//! metrics ([`metrics`]), the SNS loop ([`sns`]), the lambda-facing parts of [`http`],
+//! [`request::enqueue`] (SQS), and [`config`] (one struct read from the environment).
 
 pub mod auth;
 pub mod aws;
-pub mod background;
-pub mod clock;
 pub mod config;
-pub mod consent;
-pub mod disclosure;
 pub mod http;
-pub mod keywords;
-pub mod kinds;
-pub mod locale;
 pub mod metrics;
 pub mod opt_in;
 pub mod outbound;
-pub mod pacing;
-pub mod phone;
-pub mod preferences;
-pub mod quiet_hours;
 pub mod request;
 pub mod secrets;
-pub mod segments;
 pub mod sms;
 pub mod sns;
 pub mod store;
-pub mod template;
-pub mod verification;
+
+// The pure rules, under the paths they had before the split.
+pub use sms_core::{
+    background, clock, consent, disclosure, keywords, kinds, locale, pacing, phone, preferences,
+    quiet_hours, segments, template, verification,
+};
 
 pub use clock::{Clock, SystemClock};
 pub use config::Config;

@@ -78,13 +78,8 @@ impl LogStatus {
     }
 }
 
-/// The object a message is about (`related` of §6).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Related {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub id: String,
-}
+/// The object a message is about (`related` of §6); a request type, so it lives in core.
+pub use sms_core::request::Related;
 
 /// One status change, kept in order on the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -486,7 +486,7 @@ mod tests {
 
     #[test]
     fn us_ca_metadata_comes_from_the_phonenumber_crate_in_cargo_lock() {
-        let lock = include_str!("../../Cargo.lock");
+        let lock = include_str!("../../../Cargo.lock");
         let version = lock
             .split("[[package]]")
             .find(|p| p.contains("name = \"phonenumber\""))

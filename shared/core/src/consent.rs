@@ -4,11 +4,11 @@
 //! comes back and is decided again from the start), so it sees the consent and counters of now,
 //! not of when the message was queued.
 
-use crate::config::Limits;
 use crate::kinds::MessageKind;
 use crate::phone::E164;
 use crate::preferences::Preferences;
 use crate::quiet_hours::{self, Quiet};
+use crate::settings::Limits;
 use jiff::Timestamp;
 
 /// Counters read before the decision (§7).

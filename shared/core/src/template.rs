@@ -5,10 +5,10 @@
 //! one on the line it was put on: no parameter can start a line of its own that a reader would
 //! take for a footer ("Reply STOP ...") or a verification code.
 
-use crate::config::Branding;
 use crate::kinds::{MessageKind, ParamSpec, ParamType};
 use crate::locale::Locale;
 use crate::segments::{self, SegmentCount};
+use crate::settings::Branding;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
