@@ -129,6 +129,44 @@ pub fn render_in(
     max_segments: u32,
     locale: Locale,
 ) -> Result<RenderedMessage, TemplateError> {
+    let (mut body, mut code_range) = compose(kind, params, branding, locale)?;
+    if locale == Locale::Es {
+        // Folding shortens the text before the code (á is two bytes, a one): find it again.
+        if let Cow::Owned(folded) = segments::fold_accents(&body) {
+            code_range = code_range.and_then(|r| {
+                let code = &body[r];
+                folded.find(code).map(|start| start..start + code.len())
+            });
+            body = folded;
+        }
+    }
+
+    let segments = segments::count(&body);
+    if segments.segments > max_segments {
+        return Err(TemplateError::TooLong {
+            segments: segments.segments,
+            max: max_segments,
+        });
+    }
+    let log_body = match code_range {
+        Some(range) => redact(&body, range),
+        None => body.clone(),
+    };
+    Ok(RenderedMessage {
+        body,
+        log_body,
+        segments,
+    })
+}
+
+/// The body as written (brand, template, footer), before the Spanish accents are folded, and
+/// where the code is in it.
+fn compose(
+    kind: MessageKind,
+    params: &Map<String, Value>,
+    branding: &Branding,
+    locale: Locale,
+) -> Result<(String, Option<Range<usize>>), TemplateError> {
     let specs = kind.params();
     if let Some(name) = params
         .keys()
@@ -165,33 +203,62 @@ pub fn render_in(
         body.push('\n');
         push_folded(&mut body, texts.stop_footer);
     }
-    if locale == Locale::Es {
-        // Folding shortens the text before the code (á is two bytes, a one): find it again.
-        if let Cow::Owned(folded) = segments::fold_accents(&body) {
-            code_range = code_range.and_then(|r| {
-                let code = &body[r];
-                folded.find(code).map(|start| start..start + code.len())
-            });
-            body = folded;
-        }
-    }
+    Ok((body, code_range))
+}
 
-    let segments = segments::count(&body);
-    if segments.segments > max_segments {
-        return Err(TemplateError::TooLong {
-            segments: segments.segments,
-            max: max_segments,
-        });
-    }
-    let log_body = match code_range {
-        Some(range) => redact(&body, range),
-        None => body.clone(),
+/// The body of [`render_in`] with the Spanish accents kept (`á í ó ú`), as a sender that does
+/// not fold to GSM-7 would send it: `make bench` counts what that would cost. Never sent.
+pub fn render_unfolded(
+    kind: MessageKind,
+    params: &Map<String, Value>,
+    branding: &Branding,
+    locale: Locale,
+) -> Result<String, TemplateError> {
+    compose(kind, params, branding, locale).map(|(body, _)| body)
+}
+
+/// Parameters of `kind` as a typical request carries them (the values the tests render):
+/// examples for documentation and `make bench`'s segment counts.
+pub fn typical_params(kind: MessageKind) -> Map<String, Value> {
+    let typical = match kind {
+        MessageKind::BattleInvitation => serde_json::json!({
+            "inviter_name": "Ada",
+            "battle_topic": "Haiku",
+            "invitation_link": "https://wordbattle.example/b/123",
+        }),
+        MessageKind::BattleResult => serde_json::json!({
+            "battle_topic": "Haiku",
+            "result_summary": "You won by 12 points",
+            "result_link": "https://wordbattle.example/b/123/result",
+        }),
+        MessageKind::BattleReminder => serde_json::json!({
+            "battle_topic": "Haiku",
+            "time_remaining": "2 hours",
+            "battle_link": "https://wordbattle.example/b/123",
+        }),
+        MessageKind::StreakAlert => serde_json::json!({
+            "streak_count": 7,
+            "action_link": "https://wordbattle.example/play",
+        }),
+        MessageKind::DirectMessage => serde_json::json!({
+            "sender_name": "Grace",
+            "preview": "Rematch tonight?",
+            "link": "https://wordbattle.example/m/9",
+        }),
+        MessageKind::AchievementUnlock => serde_json::json!({
+            "achievement_name": "Wordsmith",
+            "link": "https://wordbattle.example/a/1",
+        }),
+        MessageKind::SecurityAlert => serde_json::json!({
+            "summary": "New sign-in from Chrome on Windows",
+            "link": "https://wordbattle.example/security",
+        }),
+        MessageKind::PhoneVerification => serde_json::json!({ "code": "123456" }),
     };
-    Ok(RenderedMessage {
-        body,
-        log_body,
-        segments,
-    })
+    match typical {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
 }
 
 /// The locale's fixed texts that come from configuration.
@@ -663,41 +730,7 @@ mod tests {
     }
 
     fn valid_params(kind: MessageKind) -> Map<String, Value> {
-        params(match kind {
-            MessageKind::BattleInvitation => json!({
-                "inviter_name": "Ada",
-                "battle_topic": "Haiku",
-                "invitation_link": "https://wordbattle.example/b/123",
-            }),
-            MessageKind::BattleResult => json!({
-                "battle_topic": "Haiku",
-                "result_summary": "You won by 12 points",
-                "result_link": "https://wordbattle.example/b/123/result",
-            }),
-            MessageKind::BattleReminder => json!({
-                "battle_topic": "Haiku",
-                "time_remaining": "2 hours",
-                "battle_link": "https://wordbattle.example/b/123",
-            }),
-            MessageKind::StreakAlert => json!({
-                "streak_count": 7,
-                "action_link": "https://wordbattle.example/play",
-            }),
-            MessageKind::DirectMessage => json!({
-                "sender_name": "Grace",
-                "preview": "Rematch tonight?",
-                "link": "https://wordbattle.example/m/9",
-            }),
-            MessageKind::AchievementUnlock => json!({
-                "achievement_name": "Wordsmith",
-                "link": "https://wordbattle.example/a/1",
-            }),
-            MessageKind::SecurityAlert => json!({
-                "summary": "New sign-in from Chrome on Windows",
-                "link": "https://wordbattle.example/security",
-            }),
-            MessageKind::PhoneVerification => json!({ "code": "123456" }),
-        })
+        typical_params(kind)
     }
 
     fn render_ok(kind: MessageKind, p: &Map<String, Value>) -> RenderedMessage {
@@ -747,6 +780,18 @@ mod tests {
             assert_eq!(m.segments, segments::count(body), "{kind}");
             assert_eq!(m.segments.encoding, Encoding::Gsm7, "{kind}");
         }
+    }
+
+    #[test]
+    fn the_unfolded_body_keeps_the_accents_the_sent_one_folds() {
+        let kind = MessageKind::StreakAlert;
+        let p = valid_params(kind);
+        let raw = render_unfolded(kind, &p, &branding(), Locale::Es).unwrap();
+        let sent = render_in(kind, &p, &branding(), MAX, Locale::Es).unwrap();
+        assert!(raw.contains("días"), "{raw}");
+        assert_eq!(segments::fold_accents(&raw), sent.body);
+        assert_eq!(segments::count(&raw).encoding, Encoding::Ucs2);
+        assert_eq!(sent.segments.encoding, Encoding::Gsm7);
     }
 
     #[test]
