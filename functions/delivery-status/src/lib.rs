@@ -25,13 +25,10 @@ pub mod answer;
 use aws_lambda_events::event::sns::{SnsEvent, SnsMessage};
 use jiff::Timestamp;
 use lambda_runtime::Diagnostic;
-use serde::Deserialize;
-use serde_json::Value;
-use sms_shared::config::parse_usd_micros;
 use sms_shared::metrics::MetricSet;
 use sms_shared::phone::mask;
 use sms_shared::store::log::counter_ids;
-use sms_shared::store::receipts::{EventKind, HARD_FAILURE_LIMIT, Price, Receipt, ReceiptOutcome};
+use sms_shared::store::receipts::{EventKind, HARD_FAILURE_LIMIT, Receipt, ReceiptOutcome};
 use sms_shared::store::{
     DynamoClient, LogStatus, LogStore, PreferencesStore, StoreError, UpdateError,
 };
@@ -40,27 +37,12 @@ use sms_shared::{Clock, Config, MessageKind};
 use std::sync::Arc;
 use tracing::{info, warn};
 
-/// `Context` key under which the sender attaches the log id.
-pub use sms_shared::sms::CONTEXT_LOG_ID;
+/// The parsed receipt (core, so the fuzz crate needs no AWS), and the `Context` key under
+/// which the sender attaches the log id.
+pub use sms_core::receipt::{CONTEXT_LOG_ID, DeliveryEvent, MalformedEvent};
 
 /// Name used in metrics.
 const FUNCTION: &str = "delivery-status";
-
-/// Largest price of one message we believe, in USD (a guard against garbage, not a cap).
-const MAX_PRICE_MICROS: u64 = 1_000_000_000;
-
-/// Why an SNS record is not a usable delivery event. Logged and skipped, never retried.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MalformedEvent {
-    #[error("message is not a JSON object: {0}")]
-    NotJson(String),
-    #[error("required field `{0}` is missing or empty")]
-    Missing(&'static str),
-    #[error("field `{0}` has the wrong type or an impossible value")]
-    Invalid(&'static str),
-    #[error("event type `{0}` is not an SMS delivery event this function knows")]
-    UnknownEventType(String),
-}
 
 /// A fault that fails the invocation so Lambda retries it.
 #[derive(Debug, thiserror::Error)]
@@ -85,160 +67,6 @@ impl From<DeliveryStatusError> for Diagnostic {
             error_message: error.to_string(),
         }
     }
-}
-
-/// The SMS event record as End User Messaging publishes it (fields we use).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawEvent {
-    event_type: Option<String>,
-    event_timestamp: Option<Value>,
-    is_final: Option<bool>,
-    message_id: Option<String>,
-    message_request_timestamp: Option<Value>,
-    destination_phone_number: Option<String>,
-    message_status_description: Option<String>,
-    total_message_parts: Option<Value>,
-    total_message_price: Option<Value>,
-    total_carrier_fee: Option<Value>,
-    iso_country_code: Option<String>,
-    carrier_name: Option<String>,
-    context: Option<Value>,
-}
-
-/// A validated delivery event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryEvent {
-    pub kind: EventKind,
-    pub is_final: bool,
-    pub event_ms: i64,
-    pub message_id: String,
-    pub request_ms: Option<i64>,
-    pub log_id: Option<String>,
-    pub destination: Option<String>,
-    pub description: Option<String>,
-    pub parts: Option<u32>,
-    pub price: Price,
-    pub iso_country_code: Option<String>,
-    pub carrier_name: Option<String>,
-}
-
-impl DeliveryEvent {
-    /// Parses the SNS message text. Never panics, whatever the input.
-    pub fn parse(message: &str) -> Result<Self, MalformedEvent> {
-        let raw: RawEvent =
-            serde_json::from_str(message).map_err(|e| MalformedEvent::NotJson(e.to_string()))?;
-        let event_type = non_empty(raw.event_type).ok_or(MalformedEvent::Missing("eventType"))?;
-        let kind = EventKind::parse(&event_type)
-            .ok_or_else(|| MalformedEvent::UnknownEventType(truncate(&event_type, 64)))?;
-        let event_ms = raw
-            .event_timestamp
-            .as_ref()
-            .ok_or(MalformedEvent::Missing("eventTimestamp"))
-            .and_then(|v| millis(v).ok_or(MalformedEvent::Invalid("eventTimestamp")))?;
-        let message_id = non_empty(raw.message_id).ok_or(MalformedEvent::Missing("messageId"))?;
-        let request_ms = match &raw.message_request_timestamp {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(millis(v).ok_or(MalformedEvent::Invalid("messageRequestTimestamp"))?),
-        };
-        let log_id = match &raw.context {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(map)) => match map.get(CONTEXT_LOG_ID) {
-                None | Some(Value::Null) => None,
-                Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
-                Some(_) => return Err(MalformedEvent::Invalid("context.logId")),
-            },
-            Some(_) => return Err(MalformedEvent::Invalid("context")),
-        };
-        let parts = match &raw.total_message_parts {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .and_then(|p| u32::try_from(p).ok())
-                    .ok_or(MalformedEvent::Invalid("totalMessageParts"))?,
-            ),
-        };
-        let price = Price {
-            price_micros: usd(raw.total_message_price.as_ref(), "totalMessagePrice")?,
-            carrier_fee_micros: usd(raw.total_carrier_fee.as_ref(), "totalCarrierFee")?,
-        };
-        Ok(Self {
-            kind,
-            is_final: raw.is_final.unwrap_or_else(|| kind.default_final()),
-            event_ms,
-            message_id,
-            request_ms,
-            log_id,
-            destination: non_empty(raw.destination_phone_number),
-            description: non_empty(raw.message_status_description).map(|d| truncate(&d, 256)),
-            parts,
-            price,
-            iso_country_code: non_empty(raw.iso_country_code).map(|c| truncate(&c, 8)),
-            carrier_name: non_empty(raw.carrier_name).map(|c| truncate(&c, 128)),
-        })
-    }
-
-    fn receipt(&self) -> Receipt<'_> {
-        Receipt {
-            kind: self.kind,
-            is_final: self.is_final,
-            event_ms: self.event_ms,
-            provider_message_id: &self.message_id,
-            description: self.description.as_deref(),
-            parts: self.parts,
-            carrier_name: self.carrier_name.as_deref(),
-            iso_country_code: self.iso_country_code.as_deref(),
-        }
-    }
-}
-
-fn non_empty(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.trim().is_empty())
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    text.chars().take(max_chars).collect()
-}
-
-/// A Unix-millisecond timestamp, as a JSON number or a string of digits.
-fn millis(value: &Value) -> Option<i64> {
-    let ms = match value {
-        Value::Number(n) => n.as_i64()?,
-        Value::String(s) => s.trim().parse().ok()?,
-        _ => return None,
-    };
-    (ms > 0).then_some(ms)
-}
-
-/// A USD amount as End User Messaging sends it (a JSON number such as `0.00581`, or a string)
-/// in micro-USD. The decimal text is parsed exactly; only a number the text form cannot hold
-/// (exponent notation, more than 6 decimals) goes through `f64`, rounded to the micro-dollar.
-fn usd(value: Option<&Value>, field: &'static str) -> Result<u64, MalformedEvent> {
-    let invalid = MalformedEvent::Invalid(field);
-    let (text, float) = match value {
-        None | Some(Value::Null) => return Ok(0),
-        Some(Value::Number(n)) => (n.to_string(), n.as_f64()),
-        Some(Value::String(s)) => (s.trim().to_owned(), s.trim().parse::<f64>().ok()),
-        Some(_) => return Err(invalid),
-    };
-    let micros = match parse_usd_micros(&text) {
-        Some(m) => m,
-        None => {
-            let x = float.ok_or(invalid.clone())?;
-            if !x.is_finite() || x < 0.0 {
-                return Err(invalid);
-            }
-            let m = (x * 1_000_000.0).round();
-            if m > MAX_PRICE_MICROS as f64 {
-                return Err(invalid);
-            }
-            m as u64
-        }
-    };
-    if micros > MAX_PRICE_MICROS {
-        return Err(invalid);
-    }
-    Ok(micros)
 }
 
 /// What became of one SNS record.
@@ -305,7 +133,7 @@ impl DeliveryStatus {
         };
         let outcome = self
             .log
-            .apply_receipt(&target, &event.receipt(), now)
+            .apply_receipt(&target, &receipt(&event), now)
             .await?;
         let result = match outcome {
             ReceiptOutcome::NotReady => {
@@ -424,200 +252,16 @@ impl From<UpdateError> for DeliveryStatusError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn event(extra: Value) -> Value {
-        let mut base = json!({
-            "eventType": "TEXT_DELIVERED",
-            "eventVersion": "1.0",
-            "eventTimestamp": 1_764_072_000_000_i64,
-            "isFinal": true,
-            "messageId": "m-1",
-            "context": {"logId": "req-1"},
-            "totalMessageParts": 1,
-            "totalMessagePrice": 0.00581,
-            "totalCarrierFee": 0.0025
-        });
-        if let (Value::Object(base), Value::Object(extra)) = (&mut base, extra) {
-            base.extend(extra);
-        }
-        base
-    }
-
-    fn parse(value: &Value) -> Result<DeliveryEvent, MalformedEvent> {
-        DeliveryEvent::parse(&value.to_string())
-    }
-
-    #[test]
-    fn a_full_event_parses() {
-        let e = parse(&event(json!({}))).unwrap();
-        assert_eq!(e.kind, EventKind::Delivered);
-        assert!(e.is_final);
-        assert_eq!(e.log_id.as_deref(), Some("req-1"));
-        assert_eq!(e.price.price_micros, 5_810);
-        assert_eq!(e.price.carrier_fee_micros, 2_500);
-        assert_eq!(e.parts, Some(1));
-    }
-
-    #[test]
-    fn prices_convert_exactly() {
-        for (price, micros) in [
-            (json!(0.09582), 95_820),
-            (json!("0.00645"), 6_450),
-            (json!(0), 0),
-            (json!(null), 0),
-            (json!(1e-6), 1),
-            (json!(0.1 + 0.2), 300_000),
-            (json!(2.5e-3), 2_500),
-        ] {
-            let e = parse(&event(json!({ "totalMessagePrice": price }))).unwrap();
-            assert_eq!(e.price.price_micros, micros, "{price}");
-        }
-        for bad in [json!(-0.01), json!("abc"), json!(true), json!(1e12)] {
-            assert_eq!(
-                parse(&event(json!({ "totalMessagePrice": bad }))),
-                Err(MalformedEvent::Invalid("totalMessagePrice"))
-            );
-        }
-    }
-
-    #[test]
-    fn malformed_events_say_what_is_wrong() {
-        assert!(matches!(
-            DeliveryEvent::parse("not json"),
-            Err(MalformedEvent::NotJson(_))
-        ));
-        assert!(matches!(
-            DeliveryEvent::parse("[1,2]"),
-            Err(MalformedEvent::NotJson(_))
-        ));
-        assert_eq!(
-            parse(&event(json!({ "eventType": "VOICE_COMPLETED" }))),
-            Err(MalformedEvent::UnknownEventType("VOICE_COMPLETED".into()))
-        );
-        assert_eq!(
-            parse(&event(json!({ "eventType": null }))),
-            Err(MalformedEvent::Missing("eventType"))
-        );
-        assert_eq!(
-            parse(&event(json!({ "messageId": "" }))),
-            Err(MalformedEvent::Missing("messageId"))
-        );
-        assert_eq!(
-            parse(&event(json!({ "eventTimestamp": null }))),
-            Err(MalformedEvent::Missing("eventTimestamp"))
-        );
-        assert_eq!(
-            parse(&event(json!({ "eventTimestamp": "soon" }))),
-            Err(MalformedEvent::Invalid("eventTimestamp"))
-        );
-        assert_eq!(
-            parse(&event(json!({ "context": "req-1" }))),
-            Err(MalformedEvent::Invalid("context"))
-        );
-    }
-
-    #[test]
-    fn missing_is_final_follows_the_event_type() {
-        let mut v = event(json!({ "eventType": "TEXT_QUEUED" }));
-        v.as_object_mut().unwrap().remove("isFinal");
-        assert!(!parse(&v).unwrap().is_final);
-        let mut v = event(json!({ "eventType": "TEXT_BLOCKED" }));
-        v.as_object_mut().unwrap().remove("isFinal");
-        assert!(parse(&v).unwrap().is_final);
-    }
-
-    #[test]
-    fn context_without_log_id_falls_back_to_the_message_id() {
-        let e = parse(&event(json!({ "context": {"account": "bar"} }))).unwrap();
-        assert_eq!(e.log_id, None);
-        let e = parse(&event(json!({ "context": null }))).unwrap();
-        assert_eq!(e.log_id, None);
-    }
-
-    mod never_panics {
-        use super::*;
-        use proptest::prelude::*;
-
-        proptest! {
-            #[test]
-            fn on_any_text(text in any::<String>()) {
-                let _ = DeliveryEvent::parse(&text);
-            }
-
-            #[test]
-            fn on_any_field_values(
-                ts in any::<i64>(),
-                price in any::<f64>(),
-                parts in any::<i64>(),
-                event_type in "[A-Z_]{0,30}",
-            ) {
-                let v = json!({
-                    "eventType": event_type,
-                    "eventTimestamp": ts,
-                    "messageId": "m",
-                    "totalMessagePrice": price,
-                    "totalMessageParts": parts,
-                });
-                let _ = DeliveryEvent::parse(&v.to_string());
-            }
-
-            /// A well-formed event with arbitrary values parses to exactly those values;
-            /// prices arrive as JSON numbers or decimal strings and convert to the micro-dollar.
-            #[test]
-            fn valid_events_parse_to_their_values(
-                kind_index in 0..EventKind::ALL.len(),
-                is_final in proptest::option::of(any::<bool>()),
-                ts in 1..i64::MAX,
-                ts_as_text in any::<bool>(),
-                message_id in "[^\\s]\\PC{0,60}",
-                log_id in proptest::option::of("\\PC{1,60}"),
-                parts in proptest::option::of(any::<u32>()),
-                price in 0..=MAX_PRICE_MICROS,
-                fee in 0..=MAX_PRICE_MICROS,
-                price_as_text in any::<bool>(),
-                carrier in "\\PC{0,200}",
-            ) {
-                let kind = EventKind::ALL[kind_index];
-                let amount = |micros: u64| {
-                    let text = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
-                    if price_as_text {
-                        json!(text)
-                    } else {
-                        serde_json::from_str::<Value>(&text).unwrap()
-                    }
-                };
-                let mut v = json!({
-                    "eventType": kind.as_str(),
-                    "eventTimestamp": if ts_as_text { json!(ts.to_string()) } else { json!(ts) },
-                    "messageId": message_id,
-                    "totalMessagePrice": amount(price),
-                    "totalCarrierFee": amount(fee),
-                    "carrierName": carrier,
-                    "context": {"logId": log_id},
-                });
-                if let Some(f) = is_final {
-                    v["isFinal"] = json!(f);
-                }
-                if let Some(p) = parts {
-                    v["totalMessageParts"] = json!(p);
-                }
-                let e = parse(&v).unwrap();
-                prop_assert_eq!(e.kind, kind);
-                prop_assert_eq!(e.is_final, is_final.unwrap_or_else(|| kind.default_final()));
-                prop_assert_eq!(e.event_ms, ts);
-                prop_assert_eq!(&e.message_id, &message_id);
-                prop_assert_eq!(e.log_id, log_id);
-                prop_assert_eq!(e.parts, parts);
-                prop_assert_eq!(e.price.price_micros, price);
-                prop_assert_eq!(e.price.carrier_fee_micros, fee);
-                let expected = (!carrier.trim().is_empty())
-                    .then(|| carrier.chars().take(128).collect::<String>());
-                prop_assert_eq!(e.carrier_name, expected);
-            }
-        }
+/// The receipt the log store applies, borrowed from the parsed event.
+fn receipt(event: &DeliveryEvent) -> Receipt<'_> {
+    Receipt {
+        kind: event.kind,
+        is_final: event.is_final,
+        event_ms: event.event_ms,
+        provider_message_id: &event.message_id,
+        description: event.description.as_deref(),
+        parts: event.parts,
+        carrier_name: event.carrier_name.as_deref(),
+        iso_country_code: event.iso_country_code.as_deref(),
     }
 }

@@ -8,7 +8,9 @@
 //! * Who may be texted: [`phone`] (E.164, countries), [`consent`] and [`quiet_hours`] (§4),
 //!   [`preferences`] (the stored consent state and its events), [`keywords`] (STOP, HELP, …).
 //! * Inputs from outside: [`request`] (the SQS send request, §6), [`http`] (strict JSON
-//!   bodies and the error shape, §5), [`verification`] (codes and their rules).
+//!   bodies and the error shape, §5), [`receipt`] and [`inbound`] (the SNS messages of End User
+//!   Messaging, §8), [`verification`] (codes and their rules).
+//! * The log's vocabulary: [`status`] (what a record has come to, §9).
 //! * Settings the rules read: [`settings`]; time and pacing: [`clock`], [`pacing`];
 //!   [`background`] (low-priority threads for work off the init path).
 
@@ -17,6 +19,7 @@ pub mod clock;
 pub mod consent;
 pub mod disclosure;
 pub mod http;
+pub mod inbound;
 pub mod keywords;
 pub mod kinds;
 pub mod locale;
@@ -24,9 +27,11 @@ pub mod pacing;
 pub mod phone;
 pub mod preferences;
 pub mod quiet_hours;
+pub mod receipt;
 pub mod request;
 pub mod segments;
 pub mod settings;
+pub mod status;
 pub mod template;
 pub mod verification;
 

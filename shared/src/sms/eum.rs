@@ -12,8 +12,9 @@ use aws_sdk_pinpointsmsvoicev2::types::{
 };
 use std::sync::Arc;
 
-/// Context key under which the log id travels to delivery receipts.
-pub const CONTEXT_LOG_ID: &str = "logId";
+/// Context key under which the log id travels to delivery receipts (core: the receipt
+/// parser reads it).
+pub use sms_core::receipt::CONTEXT_LOG_ID;
 
 /// Sends through `SendTextMessage` from the configured origination identity only.
 #[derive(Debug, Clone)]

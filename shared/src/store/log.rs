@@ -28,58 +28,10 @@ use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, from_items};
 use std::collections::HashMap;
 
-/// Where a send request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogStatus {
-    /// Claimed by an invocation that is deciding (until `leaseUntilMs`); nothing sent by it.
-    Pending,
-    /// Waiting for the quiet-hours window to open (until `leaseUntilMs`).
-    Deferred,
-    /// A transient fault; the next delivery of the request may claim it again.
-    Retry,
-    /// `SendTextMessage` is being called or was called (at `sendingAtMs`) and its answer is
-    /// not recorded: the message may have gone out.
-    Sending,
-    Sent,
-    Delivered,
-    Undelivered,
-    /// An attempt whose answer was lost and for which no receipt came: maybe sent, never
-    /// resent. A later receipt still moves it to what the receipt says.
-    Unknown,
-    Suppressed,
-    Rejected,
-    Expired,
-}
-
-impl LogStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogStatus::Pending => "pending",
-            LogStatus::Deferred => "deferred",
-            LogStatus::Retry => "retry",
-            LogStatus::Sending => "sending",
-            LogStatus::Sent => "sent",
-            LogStatus::Delivered => "delivered",
-            LogStatus::Undelivered => "undelivered",
-            LogStatus::Unknown => "unknown",
-            LogStatus::Suppressed => "suppressed",
-            LogStatus::Rejected => "rejected",
-            LogStatus::Expired => "expired",
-        }
-    }
-
-    /// The request has not reached an outcome yet and may be claimed once its lease is over.
-    pub fn is_claimable(self) -> bool {
-        matches!(
-            self,
-            LogStatus::Pending | LogStatus::Deferred | LogStatus::Retry
-        )
-    }
-}
-
-/// The object a message is about (`related` of §6); a request type, so it lives in core.
+/// Where a send request stands, and the object a message is about (`related` of §6):
+/// plain vocabulary the pure rules share, so they live in core.
 pub use sms_core::request::Related;
+pub use sms_core::status::LogStatus;
 
 /// One status change, kept in order on the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,6 +39,8 @@ use super::{LogStatus, LogStore, StoreError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use jiff::{SignedDuration, Timestamp};
+/// The event types and prices of End User Messaging receipts: pure, so they live in core.
+pub use sms_core::receipt::{EventKind, Price};
 use std::collections::HashMap;
 
 /// Consecutive hard failures after which a number is marked undeliverable (§8).
@@ -51,118 +53,6 @@ pub const SPEND_COUNTER_KEEP: SignedDuration = SignedDuration::from_hours(400 * 
 /// Id of the consecutive-hard-failure counter of a number (in the log table).
 pub fn hard_failure_counter_id(e164: &str) -> String {
     format!("counter#hard-fail#{e164}")
-}
-
-/// SMS event types of End User Messaging (configuration-set event destinations).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    Delivered,
-    Successful,
-    Queued,
-    Pending,
-    Blocked,
-    TtlExpired,
-    CarrierUnreachable,
-    Invalid,
-    InvalidMessage,
-    CarrierBlocked,
-    Unreachable,
-    Spam,
-    Unknown,
-    ProtectBlocked,
-}
-
-impl EventKind {
-    pub const ALL: [EventKind; 14] = [
-        EventKind::Delivered,
-        EventKind::Successful,
-        EventKind::Queued,
-        EventKind::Pending,
-        EventKind::Blocked,
-        EventKind::TtlExpired,
-        EventKind::CarrierUnreachable,
-        EventKind::Invalid,
-        EventKind::InvalidMessage,
-        EventKind::CarrierBlocked,
-        EventKind::Unreachable,
-        EventKind::Spam,
-        EventKind::Unknown,
-        EventKind::ProtectBlocked,
-    ];
-
-    /// The `eventType` string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Delivered => "TEXT_DELIVERED",
-            EventKind::Successful => "TEXT_SUCCESSFUL",
-            EventKind::Queued => "TEXT_QUEUED",
-            EventKind::Pending => "TEXT_PENDING",
-            EventKind::Blocked => "TEXT_BLOCKED",
-            EventKind::TtlExpired => "TEXT_TTL_EXPIRED",
-            EventKind::CarrierUnreachable => "TEXT_CARRIER_UNREACHABLE",
-            EventKind::Invalid => "TEXT_INVALID",
-            EventKind::InvalidMessage => "TEXT_INVALID_MESSAGE",
-            EventKind::CarrierBlocked => "TEXT_CARRIER_BLOCKED",
-            EventKind::Unreachable => "TEXT_UNREACHABLE",
-            EventKind::Spam => "TEXT_SPAM",
-            EventKind::Unknown => "TEXT_UNKNOWN",
-            EventKind::ProtectBlocked => "TEXT_PROTECT_BLOCKED",
-        }
-    }
-
-    pub fn parse(event_type: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == event_type)
-    }
-
-    /// The log status the event means (§8).
-    pub fn status(self) -> LogStatus {
-        match self {
-            EventKind::Delivered => LogStatus::Delivered,
-            EventKind::Successful | EventKind::Queued | EventKind::Pending => LogStatus::Sent,
-            _ => LogStatus::Undelivered,
-        }
-    }
-
-    /// Whether the event says the *number* cannot take messages, rather than this message or
-    /// this moment: `TEXT_INVALID` (not a valid number), `TEXT_UNREACHABLE` (the carrier
-    /// cannot reach the handset: deactivated or out of service) and `TEXT_BLOCKED` (the
-    /// handset or carrier blocks messages to this recipient).
-    ///
-    /// Not hard: `TEXT_CARRIER_UNREACHABLE` (AWS documents it as a temporary carrier network
-    /// error), `TEXT_TTL_EXPIRED` (a phone off for a while), `TEXT_UNKNOWN` (may be temporary),
-    /// and the content verdicts `TEXT_SPAM`, `TEXT_CARRIER_BLOCKED`, `TEXT_PROTECT_BLOCKED`,
-    /// `TEXT_INVALID_MESSAGE`, which say nothing about the number.
-    pub fn is_hard_failure(self) -> bool {
-        matches!(
-            self,
-            EventKind::Invalid | EventKind::Unreachable | EventKind::Blocked
-        )
-    }
-
-    /// `isFinal` when an event lacks it: failures and deliveries are final, progress is not.
-    pub fn default_final(self) -> bool {
-        !matches!(self, EventKind::Queued | EventKind::Pending)
-    }
-
-    /// Lower-case name for metric dimensions and log reasons (`text_blocked`).
-    pub fn reason(self) -> &'static str {
-        match self {
-            EventKind::Delivered => "text_delivered",
-            EventKind::Successful => "text_successful",
-            EventKind::Queued => "text_queued",
-            EventKind::Pending => "text_pending",
-            EventKind::Blocked => "text_blocked",
-            EventKind::TtlExpired => "text_ttl_expired",
-            EventKind::CarrierUnreachable => "text_carrier_unreachable",
-            EventKind::Invalid => "text_invalid",
-            EventKind::InvalidMessage => "text_invalid_message",
-            EventKind::CarrierBlocked => "text_carrier_blocked",
-            EventKind::Unreachable => "text_unreachable",
-            EventKind::Spam => "text_spam",
-            EventKind::Unknown => "text_unknown",
-            EventKind::ProtectBlocked => "text_protect_blocked",
-        }
-    }
 }
 
 /// One delivery event, validated.
@@ -206,19 +96,6 @@ pub enum ReceiptOutcome {
     Ignored(&'static str),
     /// The sender has not finished the record yet: try again later.
     NotReady,
-}
-
-/// Cost of one provider message, micro-USD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Price {
-    pub price_micros: u64,
-    pub carrier_fee_micros: u64,
-}
-
-impl Price {
-    pub fn total_micros(self) -> u64 {
-        self.price_micros.saturating_add(self.carrier_fee_micros)
-    }
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -567,63 +444,6 @@ impl LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_types_map_to_statuses_as_in_the_design() {
-        use EventKind::*;
-        assert_eq!(Delivered.status(), LogStatus::Delivered);
-        for kind in [Successful, Queued, Pending] {
-            assert_eq!(kind.status(), LogStatus::Sent, "{kind:?}");
-        }
-        for kind in [
-            Blocked,
-            TtlExpired,
-            CarrierUnreachable,
-            Invalid,
-            InvalidMessage,
-            CarrierBlocked,
-            Unreachable,
-            Spam,
-            Unknown,
-            ProtectBlocked,
-        ] {
-            assert_eq!(kind.status(), LogStatus::Undelivered, "{kind:?}");
-        }
-    }
-
-    #[test]
-    fn event_type_names_round_trip() {
-        for kind in EventKind::ALL {
-            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
-            assert_eq!(kind.reason(), kind.as_str().to_ascii_lowercase());
-        }
-        assert_eq!(EventKind::parse("text_delivered"), None);
-        assert_eq!(EventKind::parse("VOICE_COMPLETED"), None);
-    }
-
-    #[test]
-    fn only_number_level_failures_are_hard() {
-        let hard: Vec<_> = EventKind::ALL
-            .into_iter()
-            .filter(|k| k.is_hard_failure())
-            .collect();
-        assert_eq!(
-            hard,
-            [
-                EventKind::Blocked,
-                EventKind::Invalid,
-                EventKind::Unreachable
-            ]
-        );
-    }
-
-    #[test]
-    fn progress_events_default_to_not_final() {
-        assert!(!EventKind::Queued.default_final());
-        assert!(!EventKind::Pending.default_final());
-        assert!(EventKind::Delivered.default_final());
-        assert!(EventKind::Blocked.default_final());
-    }
 
     #[test]
     fn counter_ids_are_per_number() {
