@@ -63,7 +63,8 @@ demo:
 
 .PHONY: bench bench-quick
 
-## make bench: cold start, memory, sender throughput and pacing, API latency, sizes; one table
+## make bench: cold start, memory, sender throughput and pacing, the sender against a Python
+## peer, API latency, segments per kind, sizes; one table
 ## in bench/RESULTS.md (docs/bench.md). Takes about 10 minutes: the pacing run alone sends
 ## 1,000 messages at 3 per second (5.5 min). Not part of `make test`.
 bench:

@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-}
-scripts/venv.sh
+# --bench: also the Python peer's packages (Powertools, awslambdaric).
+scripts/venv.sh --bench
 export PATH="$PWD/.venv/bin:$PATH"
 FUNCTIONS=(opt-in-api verify-api sender delivery-status inbound-sms)
 
@@ -37,8 +38,10 @@ trap 'kill $moto_pid 2>/dev/null || true' EXIT
 export SMS_TEST_MOTO_URL="http://127.0.0.1:$port"
 
 "$BENCH" size
+"$BENCH" segments
 "$BENCH" probe > "$OUT/probe.stdout"
 "$BENCH" coldstart $MODE
 "$BENCH" api $MODE > "$OUT/api.stdout"
 "$BENCH" sender $MODE > "$OUT/sender.stdout"
+"$BENCH" peer $MODE > "$OUT/peer.stdout"
 "$BENCH" report $MODE

@@ -2,7 +2,7 @@
 //! functions, as one markdown table in `bench/RESULTS.md`. See `docs/bench.md`.
 //!
 //! ```text
-//! bench size | probe | coldstart | sender | api | report   [--quick]
+//! bench size | probe | coldstart | sender | peer | segments | api | report   [--quick]
 //! ```
 //!
 //! Each part leaves its rows in `target/bench/<part>.json`; `report` renders them all.
@@ -10,9 +10,12 @@
 
 mod api;
 mod coldstart;
+mod counting_proxy;
 mod fixtures;
+mod peer;
 mod probe;
 mod report;
+mod segments;
 mod sender;
 mod size;
 mod util;
@@ -24,11 +27,15 @@ fn main() {
         Some("size") => size::run(),
         Some("coldstart") => coldstart::run(mode),
         Some("sender") => sender::run(mode),
+        Some("peer") => peer::run(mode),
+        Some("segments") => segments::run(),
         Some("api") => api::run(mode),
         Some("probe") => probe::run(),
         Some("report") => report::run(mode),
         _ => {
-            eprintln!("usage: bench size|probe|coldstart|sender|api|report [--quick]");
+            eprintln!(
+                "usage: bench size|probe|coldstart|sender|peer|segments|api|report [--quick]"
+            );
             std::process::exit(2);
         }
     }

@@ -7,7 +7,15 @@ use crate::util::{self, Mode, read_part};
 use std::collections::HashMap;
 use std::fmt::Write;
 
-const PARTS: &[&str] = &["size", "probe", "coldstart", "sender", "api"];
+const PARTS: &[&str] = &[
+    "size",
+    "probe",
+    "coldstart",
+    "sender",
+    "peer",
+    "segments",
+    "api",
+];
 
 pub fn run(mode: Mode) {
     let results = util::repo_root().join("bench").join("RESULTS.md");
