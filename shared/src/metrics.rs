@@ -8,7 +8,6 @@
 //! process, not in `Config`: it switches an output channel, not the product's behaviour.
 
 use serde_json::{Map, Value, json};
-use std::io::Write;
 use std::sync::OnceLock;
 
 /// Namespace of every metric of the product.
@@ -30,67 +29,115 @@ pub fn enabled() -> bool {
 }
 
 /// Prints EMF documents on stdout, one line each, where the Lambda log agent picks them up;
-/// nothing when metrics are switched off.
+/// nothing when metrics are switched off. Through `println!`, which a unit test's harness
+/// captures (what other threads print, it does not: hence the switch).
 pub fn write_documents(docs: &[Value]) {
     if enabled() {
-        write_to(&mut std::io::stdout().lock(), docs);
+        for doc in docs {
+            println!("{doc}");
+        }
     }
 }
 
-fn write_to(out: &mut impl Write, docs: &[Value]) {
+#[cfg(test)]
+fn write_to(out: &mut impl std::io::Write, docs: &[Value]) {
     for doc in docs {
         let _ = writeln!(out, "{doc}");
     }
 }
 
-/// Counts gathered during one invocation, emitted once.
+/// Metrics gathered during one invocation, emitted once.
 #[derive(Debug, Default, Clone)]
 pub struct MetricSet {
-    /// (metric name, dimension value or "", value)
-    entries: Vec<(&'static str, Option<&'static str>, f64)>,
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    name: &'static str,
+    /// A dimension besides `Function` (`Reason`, `Country`) and its value.
+    dimension: Option<(&'static str, String)>,
+    unit: &'static str,
+    value: f64,
+    /// A gauge keeps its last value; a count adds up.
+    gauge: bool,
 }
 
 impl MetricSet {
-    /// Adds `value` to a metric (with an optional `Reason` dimension).
+    /// Adds `value` to a count (with an optional `Reason` dimension).
     pub fn add(&mut self, name: &'static str, reason: Option<&'static str>, value: f64) {
-        if let Some(entry) = self
-            .entries
-            .iter_mut()
-            .find(|(n, r, _)| *n == name && *r == reason)
-        {
-            entry.2 += value;
-        } else {
-            self.entries.push((name, reason, value));
-        }
+        self.push(Entry {
+            name,
+            dimension: reason.map(|r| ("Reason", r.to_owned())),
+            unit: "Count",
+            value,
+            gauge: false,
+        });
     }
 
     pub fn count(&mut self, name: &'static str) {
         self.add(name, None, 1.0);
     }
 
+    /// Counts one under another dimension than `Reason` (`Country`: the verified-to-sent
+    /// ratio of codes per country, DESIGN §5).
+    pub fn count_by(&mut self, name: &'static str, dimension: &'static str, value: &str) {
+        self.push(Entry {
+            name,
+            dimension: Some((dimension, value.to_owned())),
+            unit: "Count",
+            value: 1.0,
+            gauge: false,
+        });
+    }
+
+    /// A value that is not a count (`VerificationSpendUsd`, unit `None`): the last one set.
+    pub fn gauge(&mut self, name: &'static str, value: f64, unit: &'static str) {
+        self.push(Entry {
+            name,
+            dimension: None,
+            unit,
+            value,
+            gauge: true,
+        });
+    }
+
+    fn push(&mut self, entry: Entry) {
+        match self
+            .entries
+            .iter_mut()
+            .find(|e| e.name == entry.name && e.dimension == entry.dimension)
+        {
+            Some(e) if entry.gauge => e.value = entry.value,
+            Some(e) => e.value += entry.value,
+            None => self.entries.push(entry),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// The EMF documents: one per dimension set (plain, and by reason).
+    /// The EMF documents: one for the metrics with only the `Function` dimension, one per
+    /// metric with another dimension.
     pub fn to_documents(&self, function: &str, timestamp_ms: i64) -> Vec<Value> {
         let mut docs = Vec::new();
         let mut plain = Map::new();
         let mut plain_names = Vec::new();
-        for (name, reason, value) in &self.entries {
-            match reason {
+        for e in &self.entries {
+            match &e.dimension {
                 None => {
-                    plain.insert((*name).to_owned(), json!(value));
-                    plain_names.push(json!({"Name": name, "Unit": "Count"}));
+                    plain.insert(e.name.to_owned(), json!(e.value));
+                    plain_names.push(json!({"Name": e.name, "Unit": e.unit}));
                 }
-                Some(reason) => docs.push(json!({
+                Some((dimension, value)) => docs.push(json!({
                     "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
                         "Namespace": NAMESPACE,
-                        "Dimensions": [["Function", "Reason"]],
-                        "Metrics": [{"Name": name, "Unit": "Count"}]}]},
+                        "Dimensions": [["Function", dimension]],
+                        "Metrics": [{"Name": e.name, "Unit": e.unit}]}]},
                     "Function": function,
-                    "Reason": reason,
-                    *name: value,
+                    *dimension: value,
+                    e.name: e.value,
                 })),
             }
         }
@@ -147,6 +194,33 @@ mod tests {
             docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][1],
             "Reason"
         );
+    }
+
+    #[test]
+    fn countries_and_gauges_keep_their_dimension_and_unit() {
+        let mut m = MetricSet::default();
+        m.count_by("VerificationCodesSent", "Country", "US");
+        m.count_by("VerificationCodesSent", "Country", "US");
+        m.count_by("VerificationCodesSent", "Country", "CA");
+        m.gauge("VerificationSpendUsd", 0.01, "None");
+        m.gauge("VerificationSpendUsd", 0.02, "None");
+        let docs = m.to_documents("verify-api", 1_700_000_000_000);
+        assert_eq!(docs.len(), 3);
+        assert_eq!(
+            docs[0]["VerificationSpendUsd"], 0.02,
+            "a gauge keeps its last value"
+        );
+        assert_eq!(
+            docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+            "None"
+        );
+        assert_eq!(docs[1]["Country"], "US");
+        assert_eq!(docs[1]["VerificationCodesSent"], 2.0);
+        assert_eq!(
+            docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function", "Country"]])
+        );
+        assert_eq!(docs[2]["Country"], "CA");
     }
 
     #[test]
