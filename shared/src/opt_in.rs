@@ -9,21 +9,36 @@
 //! while consent already stands, confirms nothing. START is confirmed by `inbound-sms`'s
 //! keyword reply instead (one message to the number, however many users share it).
 //!
-//! Once per grant: the confirmation is a log record `optin#<user>#<grant ms>` sent by the one
-//! send protocol ([`crate::outbound`]), so however often a grant is looked at (an opt-in and a
-//! verification racing, a number verified again after it was marked undeliverable), its
-//! confirmation is claimed once and sent at most once.
+//! Once per grant: the confirmation is a log record `optin#<user>#<grant ms>`, written fresh
+//! (already `sending`, [`crate::store::fresh_attempt`]) in the same transaction as the
+//! preferences save that owes it, then sent and finished by the one send protocol
+//! ([`crate::outbound::Outbound::send_recorded`]). However often a grant is looked at (an
+//! opt-in and a verification racing, a number verified again after it was marked
+//! undeliverable), its record is written once: a save that finds it written goes ahead without
+//! it, and sends nothing. That keeps an opt-in with its confirmation at three DynamoDB round
+//! trips: read, save (with the record), outcome.
+//!
+//! Ports (docs/http-api.md): [`PreferencesRead`] and [`ConsentWrites`] for the handlers'
+//! reads and changes of preferences, [`ConfirmationSend`] for the send; [`ConsentStore`] and
+//! [`ConfirmationSender`] are the DynamoDB / SMS adapters, [`memory::MemoryPreferences`] the
+//! in-memory fake of all three for unit tests.
 
 use crate::MessageClass;
+use crate::clock::Clock;
 use crate::config::Branding;
+use crate::locale::Locale;
 use crate::outbound::{self, Outbound, Sent};
 use crate::phone::{E164, mask};
-use crate::preferences::Preferences;
+use crate::preferences::{ConsentEvent, Preferences};
 use crate::segments;
 use crate::sms::SmsSender;
-use crate::store::{Claim, NewConfirmation, StoreError};
+use crate::store::fresh_attempt::FreshAttempt;
+use crate::store::log::OPT_IN_CONFIRMATION;
+use crate::store::{Attempt, LogStore, PreferencesStore, StoreError, UpdateError, Updated};
 use crate::template;
-use jiff::Timestamp;
+use aws_sdk_dynamodb::types::TransactWriteItem;
+use jiff::{SignedDuration, Timestamp};
+use std::future::Future;
 use tracing::{info, warn};
 
 /// Log id of the confirmation of `user_id`'s grant made at `grant_at`.
@@ -47,26 +62,258 @@ pub fn grant_to_confirm(before: &Preferences, after: &Preferences) -> Option<Tim
     after.consent.given_at
 }
 
-/// The confirmation a change of the preferences from `before` (`None`: a new user) to `after`
-/// owes, if any ([`grant_to_confirm`]), sent and logged: the one path of both APIs. Gives the
-/// metric to count (`OptInConfirmationsSent` / `...NotSent`), `None` when nothing was owed or
-/// the grant was settled before. The caller's request is answered whatever this says.
-pub async fn confirm_change<S: SmsSender>(
-    outbound: &Outbound<'_, S>,
+/// The confirmation a change owes, if any, ready to claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owed {
+    Nothing,
+    /// Owed, but it cannot go out (`no_phone_number`, `country_not_allowed`).
+    Unsendable(&'static str),
+    Confirmation(Confirmation),
+}
+
+/// One grant's confirmation: its log id, where it goes and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmation {
+    pub id: String,
+    pub user_id: String,
+    pub to: String,
+    pub body: String,
+    pub locale: Locale,
+}
+
+/// What the change from `before` to `after` owes ([`grant_to_confirm`]), in the user's
+/// language.
+pub fn owed(
     branding: &Branding,
     allowed_countries: &[String],
-    before: Option<&Preferences>,
+    before: &Preferences,
     after: &Preferences,
-) -> Option<&'static str> {
-    let blank = Preferences::new(after.user_id.clone());
-    let grant_at = grant_to_confirm(before.unwrap_or(&blank), after)?;
-    match confirm(outbound, branding, allowed_countries, after, grant_at).await {
-        Ok(Confirmation::Sent) => Some("OptInConfirmationsSent"),
-        Ok(Confirmation::AlreadySettled) => None,
-        Ok(Confirmation::NotSent(reason)) => {
+) -> Owed {
+    let Some(grant_at) = grant_to_confirm(before, after) else {
+        return Owed::Nothing;
+    };
+    let Some(number) = after
+        .phone_number
+        .as_deref()
+        .and_then(|n| E164::parse(n).ok())
+    else {
+        return Owed::Unsendable("no_phone_number");
+    };
+    if !number.is_allowed(allowed_countries) {
+        return Owed::Unsendable("country_not_allowed");
+    }
+    Owed::Confirmation(Confirmation {
+        id: confirmation_log_id(&after.user_id, grant_at),
+        user_id: after.user_id.clone(),
+        to: number.as_str().to_owned(),
+        body: template::opt_in_confirmation(branding, after.locale()),
+        locale: after.locale(),
+    })
+}
+
+/// A confirmation claimed by the save that owed it: its record is `sending` under `token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub confirmation: Confirmation,
+    pub token: String,
+}
+
+/// What became of the confirmation a saved change owed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirming {
+    /// Nothing was owed.
+    Nothing,
+    /// Owed but cannot go out (the reason).
+    Unsendable(&'static str),
+    /// Claimed before, by an earlier save: settled there.
+    AlreadyClaimed,
+    /// Claimed with this save: send it ([`ConfirmationSend`]).
+    Claimed(Claimed),
+}
+
+/// One user's preferences after a change, the state it started from, and its confirmation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub before: Preferences,
+    pub updated: Updated,
+    pub confirmation: Confirming,
+}
+
+/// Port: a user's current preferences (strongly consistent), `None` if never saved.
+pub trait PreferencesRead: Send + Sync {
+    fn current(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Option<Preferences>, StoreError>> + Send;
+}
+
+/// Port: a change of one user's preferences through the one update protocol
+/// ([`PreferencesStore::update`]: conditional on the version read, retried, then
+/// [`UpdateError::Contended`]), with the opt-in confirmation the change owes claimed in the
+/// same write. `read`: the preferences the caller just read (first attempt only).
+pub trait ConsentWrites: Send + Sync {
+    fn change<E, F>(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+        read: Option<Preferences>,
+        change: F,
+    ) -> impl Future<Output = Result<Change, E>> + Send
+    where
+        E: From<UpdateError> + Send,
+        F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E> + Send;
+}
+
+/// Port: sends a claimed confirmation. Gives the metric to count (`OptInConfirmationsSent` /
+/// `...NotSent`), `None` when it was settled meanwhile. Never fails the caller's request.
+pub trait ConfirmationSend: Send + Sync {
+    fn send_claimed(&self, claimed: &Claimed) -> impl Future<Output = Option<&'static str>> + Send;
+}
+
+/// The metric a saved change's confirmation counts before any send: `Unsendable` is a
+/// confirmation not sent.
+pub fn unsendable_metric(confirming: &Confirming) -> Option<&'static str> {
+    match confirming {
+        Confirming::Unsendable(reason) => {
             warn!(reason, "opt-in confirmation not sent");
             Some("OptInConfirmationsNotSent")
         }
+        _ => None,
+    }
+}
+
+/// The DynamoDB adapter of [`PreferencesRead`] and [`ConsentWrites`]: the preferences table,
+/// and the log table where confirmations are claimed.
+#[derive(Debug, Clone)]
+pub struct ConsentStore {
+    pub preferences: PreferencesStore,
+    pub log_table: String,
+    pub branding: Branding,
+    pub allowed_countries: Vec<String>,
+    /// The lease of a confirmation's attempt (the function's claim lease).
+    pub lease: SignedDuration,
+}
+
+impl ConsentStore {
+    /// [`ConsentWrites::change`] that saves only together with `guards` (conditional writes
+    /// of any table, e.g. the verification code's use): [`UpdateError::GuardFailed`] when
+    /// one fails.
+    pub async fn change_guarded<E, F>(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+        read: Option<Preferences>,
+        guards: &[TransactWriteItem],
+        change: F,
+    ) -> Result<Change, E>
+    where
+        E: From<UpdateError>,
+        F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E>,
+    {
+        let mut owed_now = Owed::Nothing;
+        let mut claim: Option<Claimed> = None;
+        let carried = self
+            .preferences
+            .update_carrying(user_id, now, read, guards, change, |before, after| {
+                owed_now = owed(&self.branding, &self.allowed_countries, before, after);
+                claim = None;
+                let Owed::Confirmation(confirmation) = &owed_now else {
+                    return Ok(None);
+                };
+                let segments = segments::count(&confirmation.body);
+                let write = FreshAttempt {
+                    id: &confirmation.id,
+                    user_id: Some(&confirmation.user_id),
+                    kind: None,
+                    record_type: Some(OPT_IN_CONFIRMATION),
+                    class: MessageClass::Transactional,
+                    attempt: Attempt {
+                        phone_number: &confirmation.to,
+                        body: &confirmation.body,
+                        segments: segments.segments,
+                        encoding: segments.encoding.as_str(),
+                    },
+                }
+                .write(&self.log_table, now, self.lease)
+                .map_err(UpdateError::from)?;
+                claim = Some(Claimed {
+                    confirmation: confirmation.clone(),
+                    token: write.token,
+                });
+                Ok(Some(write.item))
+            })
+            .await?;
+        let confirmation = match (owed_now, claim) {
+            (Owed::Nothing, _) => Confirming::Nothing,
+            (Owed::Unsendable(reason), _) => Confirming::Unsendable(reason),
+            (Owed::Confirmation(_), Some(claimed)) if carried.companion => {
+                Confirming::Claimed(claimed)
+            }
+            (Owed::Confirmation(_), _) => Confirming::AlreadyClaimed,
+        };
+        Ok(Change {
+            before: carried.before,
+            updated: carried.updated,
+            confirmation,
+        })
+    }
+}
+
+impl PreferencesRead for ConsentStore {
+    async fn current(&self, user_id: &str) -> Result<Option<Preferences>, StoreError> {
+        self.preferences.get(user_id).await
+    }
+}
+
+impl ConsentWrites for ConsentStore {
+    async fn change<E, F>(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+        read: Option<Preferences>,
+        change: F,
+    ) -> Result<Change, E>
+    where
+        E: From<UpdateError> + Send,
+        F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E> + Send,
+    {
+        self.change_guarded(user_id, now, read, &[], change).await
+    }
+}
+
+/// The adapter of [`ConfirmationSend`]: the one send protocol over the log and the SMS API.
+pub struct ConfirmationSender<S> {
+    pub log: LogStore,
+    pub sms: S,
+    pub clock: std::sync::Arc<dyn Clock>,
+    pub lease: SignedDuration,
+}
+
+impl<S: SmsSender> ConfirmationSend for ConfirmationSender<S> {
+    async fn send_claimed(&self, claimed: &Claimed) -> Option<&'static str> {
+        let outbound = Outbound {
+            log: &self.log,
+            sms: &self.sms,
+            clock: self.clock.as_ref(),
+            lease: self.lease,
+        };
+        send_claimed(&outbound, claimed).await
+    }
+}
+
+/// Sends a claimed confirmation through `outbound` ([`ConfirmationSend::send_claimed`]).
+pub async fn send_claimed<S: SmsSender>(
+    outbound: &Outbound<'_, S>,
+    claimed: &Claimed,
+) -> Option<&'static str> {
+    match send(outbound, claimed).await {
+        // Settled meanwhile (a receipt, or a takeover): nothing more to count.
+        Ok(Some(reason)) if reason == CLAIM_LOST => None,
+        Ok(Some(reason)) => {
+            warn!(reason, "opt-in confirmation not sent");
+            Some("OptInConfirmationsNotSent")
+        }
+        Ok(None) => Some("OptInConfirmationsSent"),
         Err(e) => {
             tracing::error!(error = %e, "recording the opt-in confirmation failed; not sent");
             Some("OptInConfirmationsNotSent")
@@ -74,63 +321,23 @@ pub async fn confirm_change<S: SmsSender>(
     }
 }
 
-/// What became of a confirmation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Confirmation {
-    /// Sent now.
-    Sent,
-    /// Claimed and settled before (this grant was confirmed, or its attempt ended).
-    AlreadySettled,
-    /// Not sent, and why (`country_not_allowed`, `busy`, `in_doubt`, `provider_<code>`).
-    NotSent(String),
-}
+const CLAIM_LOST: &str = "claim_lost";
 
-/// Sends the confirmation of `prefs`'s grant made at `grant_at`, in the user's language,
-/// through the one send protocol. `Err` only when the attempt could not be recorded (nothing
-/// was sent). Callers answer their own request whatever this says: the opt-in is done.
-pub async fn confirm<S: SmsSender>(
+/// Sends a claimed confirmation from step 2 of the protocol. `Ok(None)`: sent; `Ok(Some)`:
+/// not sent, and why (`in_doubt`, `provider_<code>`, `claim_lost`).
+async fn send<S: SmsSender>(
     outbound: &Outbound<'_, S>,
-    branding: &Branding,
-    allowed_countries: &[String],
-    prefs: &Preferences,
-    grant_at: Timestamp,
-) -> Result<Confirmation, StoreError> {
-    let Some(number) = prefs
-        .phone_number
-        .as_deref()
-        .and_then(|n| E164::parse(n).ok())
-    else {
-        return Ok(Confirmation::NotSent("no_phone_number".into()));
-    };
-    if !number.is_allowed(allowed_countries) {
-        return Ok(Confirmation::NotSent("country_not_allowed".into()));
-    }
-    let id = confirmation_log_id(&prefs.user_id, grant_at);
-    let body = template::opt_in_confirmation(branding, prefs.locale());
-    let now = outbound.clock.now();
-    let claim = NewConfirmation {
-        id: &id,
-        user_id: &prefs.user_id,
-        phone_number: number.as_str(),
-        body: &body,
-    };
-    let token = match outbound
-        .log
-        .claim_confirmation(&claim, now, outbound.lease)
-        .await?
-    {
-        Claim::Claimed { token, .. } => token,
-        Claim::Done(_) | Claim::SettledUnknown(_) => return Ok(Confirmation::AlreadySettled),
-        Claim::Busy { .. } => return Ok(Confirmation::NotSent("busy".into())),
-    };
-    let count = segments::count(&body);
+    claimed: &Claimed,
+) -> Result<Option<String>, StoreError> {
+    let c = &claimed.confirmation;
+    let count = segments::count(&c.body);
     let sent = outbound
-        .send(&outbound::Message {
-            id: &id,
-            token: &token,
-            to: number.as_str(),
-            body: &body,
-            log_body: &body,
+        .send_recorded(&outbound::Message {
+            id: &c.id,
+            token: &claimed.token,
+            to: &c.to,
+            body: &c.body,
+            log_body: &c.body,
             segments: count.segments,
             encoding: count.encoding.as_str(),
             class: MessageClass::Transactional,
@@ -142,19 +349,201 @@ pub async fn confirm<S: SmsSender>(
         .await?;
     Ok(match sent {
         Sent::Sent { .. } => {
-            info!(log_id = %id, to = %mask(number.as_str()), locale = prefs.locale().as_str(), "opt-in confirmation sent");
-            Confirmation::Sent
+            info!(log_id = %c.id, to = %mask(&c.to), locale = c.locale.as_str(), "opt-in confirmation sent");
+            None
         }
-        Sent::ClaimLost | Sent::TooLate { .. } => Confirmation::AlreadySettled,
+        Sent::ClaimLost | Sent::TooLate { .. } => Some(CLAIM_LOST.into()),
         Sent::InDoubt { error } => {
-            warn!(log_id = %id, error_code = error.code(), "no answer for the opt-in confirmation; it may arrive");
-            Confirmation::NotSent("in_doubt".into())
+            warn!(log_id = %c.id, error_code = error.code(), "no answer for the opt-in confirmation; it may arrive");
+            Some("in_doubt".into())
         }
         Sent::Refused { error, .. } => {
-            warn!(log_id = %id, error_code = error.code(), "opt-in confirmation refused by the provider");
-            Confirmation::NotSent(format!("provider_{}", error.code()))
+            warn!(log_id = %c.id, error_code = error.code(), "opt-in confirmation refused by the provider");
+            Some(format!("provider_{}", error.code()))
         }
     })
+}
+
+pub mod memory {
+    //! In-memory fakes of the preferences ports, for unit tests of the handlers: the update
+    //! protocol's answers (contended, store faults, a failed guard) on demand, and the
+    //! confirmations claimed and sent.
+
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+    use std::sync::Mutex;
+
+    /// Preferences, their history and the confirmations, in memory.
+    #[derive(Debug)]
+    pub struct MemoryPreferences {
+        state: Mutex<State>,
+        pub branding: Branding,
+        pub allowed_countries: Vec<String>,
+    }
+
+    #[derive(Debug, Default)]
+    struct State {
+        prefs: HashMap<String, Preferences>,
+        history: Vec<ConsentEvent>,
+        claimed: HashSet<String>,
+        sent: Vec<Claimed>,
+        /// Saves to lose to "another writer" (each costs one attempt).
+        lose_saves: usize,
+        /// Every read and write fails.
+        broken: bool,
+        /// Sends answer "not sent".
+        refuse_sends: bool,
+    }
+
+    impl MemoryPreferences {
+        pub fn new(branding: Branding, allowed_countries: &[String]) -> Self {
+            Self {
+                state: Mutex::default(),
+                branding,
+                allowed_countries: allowed_countries.to_vec(),
+            }
+        }
+
+        pub fn insert(&self, prefs: Preferences) {
+            let mut state = self.state.lock().unwrap();
+            state.prefs.insert(prefs.user_id.clone(), prefs);
+        }
+
+        pub fn get(&self, user_id: &str) -> Option<Preferences> {
+            self.state.lock().unwrap().prefs.get(user_id).cloned()
+        }
+
+        pub fn history(&self) -> Vec<ConsentEvent> {
+            self.state.lock().unwrap().history.clone()
+        }
+
+        /// Confirmations sent, oldest first.
+        pub fn sent(&self) -> Vec<Claimed> {
+            self.state.lock().unwrap().sent.clone()
+        }
+
+        /// The next `n` saves lose to another writer.
+        pub fn lose_saves(&self, n: usize) {
+            self.state.lock().unwrap().lose_saves = n;
+        }
+
+        /// Every read and write fails from now on (`false` heals it).
+        pub fn break_store(&self, broken: bool) {
+            self.state.lock().unwrap().broken = broken;
+        }
+
+        /// The SMS provider refuses confirmations.
+        pub fn refuse_sends(&self) {
+            self.state.lock().unwrap().refuse_sends = true;
+        }
+
+        /// [`ConsentWrites::change`] that saves only when `guard` (called under the store's
+        /// lock, as a transaction would) holds: the fake of a guarded save.
+        pub fn change_guarded<E, F>(
+            &self,
+            user_id: &str,
+            now: Timestamp,
+            mut guard: impl FnMut() -> bool,
+            mut change: F,
+        ) -> Result<Change, E>
+        where
+            E: From<UpdateError>,
+            F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E>,
+        {
+            let mut state = self.state.lock().unwrap();
+            if state.broken {
+                return Err(UpdateError::Store(StoreError::Malformed("broken fake")).into());
+            }
+            for _ in 0..crate::store::preferences::UPDATE_ATTEMPTS {
+                let before = state
+                    .prefs
+                    .get(user_id)
+                    .cloned()
+                    .unwrap_or_else(|| Preferences::new(user_id));
+                let mut after = before.clone();
+                let events = change(&mut after)?;
+                if events.is_empty() && after == before {
+                    return Ok(Change {
+                        updated: Updated {
+                            prefs: before.clone(),
+                            changed: false,
+                        },
+                        before,
+                        confirmation: Confirming::Nothing,
+                    });
+                }
+                if state.lose_saves > 0 {
+                    state.lose_saves -= 1;
+                    continue;
+                }
+                if !guard() {
+                    return Err(UpdateError::GuardFailed.into());
+                }
+                after.version = before.version + 1;
+                after.updated_at = Some(now);
+                let confirmation =
+                    match owed(&self.branding, &self.allowed_countries, &before, &after) {
+                        Owed::Nothing => Confirming::Nothing,
+                        Owed::Unsendable(reason) => Confirming::Unsendable(reason),
+                        Owed::Confirmation(c) if state.claimed.insert(c.id.clone()) => {
+                            Confirming::Claimed(Claimed {
+                                confirmation: c,
+                                token: "fake-token".into(),
+                            })
+                        }
+                        Owed::Confirmation(_) => Confirming::AlreadyClaimed,
+                    };
+                state.prefs.insert(user_id.to_owned(), after.clone());
+                state.history.extend(events);
+                return Ok(Change {
+                    before,
+                    updated: Updated {
+                        prefs: after,
+                        changed: true,
+                    },
+                    confirmation,
+                });
+            }
+            Err(UpdateError::Contended.into())
+        }
+    }
+
+    impl PreferencesRead for MemoryPreferences {
+        async fn current(&self, user_id: &str) -> Result<Option<Preferences>, StoreError> {
+            let state = self.state.lock().unwrap();
+            if state.broken {
+                return Err(StoreError::Malformed("broken fake"));
+            }
+            Ok(state.prefs.get(user_id).cloned())
+        }
+    }
+
+    impl ConsentWrites for MemoryPreferences {
+        async fn change<E, F>(
+            &self,
+            user_id: &str,
+            now: Timestamp,
+            _read: Option<Preferences>,
+            change: F,
+        ) -> Result<Change, E>
+        where
+            E: From<UpdateError> + Send,
+            F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E> + Send,
+        {
+            self.change_guarded(user_id, now, || true, change)
+        }
+    }
+
+    impl ConfirmationSend for MemoryPreferences {
+        async fn send_claimed(&self, claimed: &Claimed) -> Option<&'static str> {
+            let mut state = self.state.lock().unwrap();
+            if state.refuse_sends {
+                return Some("OptInConfirmationsNotSent");
+            }
+            state.sent.push(claimed.clone());
+            Some("OptInConfirmationsSent")
+        }
+    }
 }
 
 #[cfg(test)]

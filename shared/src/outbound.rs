@@ -98,6 +98,13 @@ impl<S: SmsSender> Outbound<'_, S> {
             warn!(log_id = m.id, "claim lost before sending; not sent");
             return Ok(Sent::ClaimLost);
         }
+        self.send_recorded(m).await
+    }
+
+    /// [`Outbound::send`] from step 2 on, for a record whose attempt is already recorded under
+    /// `m.token` (written fresh in the caller's own transaction:
+    /// [`crate::store::fresh_attempt`]).
+    pub async fn send_recorded(&self, m: &Message<'_>) -> Result<Sent, StoreError> {
         if m.start_by.is_some_and(|by| Instant::now() > by) {
             let release = Finish::Retry {
                 error_code: "deadline",

@@ -5,6 +5,10 @@
 //! Secrets Manager (the local stack's secrets), and every AWS call goes through a recorder that
 //! refuses what the function's role in `template.yaml` does not allow.
 
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use integration_tests::iam::Recorder;
 use integration_tests::local_stack::{LOCAL_JWT_SIGNING_KEY, create_secrets};
 use integration_tests::{SmsStub, TestEnv};
@@ -17,7 +21,8 @@ use sms_shared::clock::ManualClock;
 use sms_shared::preferences::{ConsentEvent, Preferences};
 use sms_shared::secrets;
 use sms_shared::sms::EumSender;
-use sms_shared::store::PreferencesStore;
+use sms_shared::store::schema::LOG_KEY;
+use sms_shared::store::{Counters, LogStore, PreferencesStore, VerificationStore};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -33,8 +38,8 @@ pub struct Api {
     pub env: TestEnv,
     pub stub: SmsStub,
     pub clock: Arc<ManualClock>,
-    pub opt_in: opt_in_api::State<EumSender>,
-    pub verify: verify_api::State<EumSender>,
+    pub opt_in: opt_in_api::State<opt_in_api::Stores<EumSender>>,
+    pub verify: verify_api::State<verify_api::Stores<EumSender>>,
     pub config: Config,
     /// Each function's AWS calls (key reads included).
     pub opt_in_calls: Recorder,
@@ -108,6 +113,45 @@ impl Api {
         }
     }
 
+    /// `verify-api`'s next `n` preferences saves lose to "another writer" (a version nobody
+    /// has, see `integration_tests::conflict`): the conflict path, with its re-read, through
+    /// the function's own recorded client.
+    pub fn lose_verify_saves(&mut self, n: usize) -> integration_tests::conflict::Conflicts {
+        let (contended, conflicts) = integration_tests::conflict::lose_saves(
+            &self.verify_calls.dynamodb(&self.env.dynamodb),
+            n,
+        );
+        self.verify.ports.consent.preferences =
+            PreferencesStore::new(contended, self.env.tables.preferences.clone());
+        conflicts
+    }
+
+    /// From now on, every DynamoDB request of both functions is timed ([`RoundTrips`]).
+    pub fn time_round_trips(&mut self) -> RoundTrips {
+        let trips = RoundTrips::default();
+        let timed = |recorded: aws_sdk_dynamodb::Client| {
+            aws_sdk_dynamodb::Client::from_conf(
+                recorded
+                    .config()
+                    .to_builder()
+                    .interceptor(TimeRequests(trips.clone()))
+                    .build(),
+            )
+        };
+        let verify = timed(self.verify_calls.dynamodb(&self.env.dynamodb));
+        let opt_in = timed(self.opt_in_calls.dynamodb(&self.env.dynamodb));
+        let t = &self.env.tables;
+        let ports = &mut self.verify.ports;
+        ports.codes = VerificationStore::new(verify.clone(), t.verification.clone());
+        ports.consent.preferences = PreferencesStore::new(verify.clone(), t.preferences.clone());
+        ports.log = LogStore::new(verify.clone(), t.log.clone());
+        ports.log_counters = Counters::new(verify, t.log.clone(), LOG_KEY);
+        let ports = &mut self.opt_in.ports;
+        ports.consent.preferences = PreferencesStore::new(opt_in.clone(), t.preferences.clone());
+        ports.confirmations.log = LogStore::new(opt_in, t.log.clone());
+        trips
+    }
+
     pub fn now(&self) -> Timestamp {
         use sms_shared::clock::Clock;
         self.clock.now()
@@ -141,6 +185,69 @@ impl Api {
         }
         .expect("handlers answer every request");
         Reply::from(response)
+    }
+}
+
+/// The DynamoDB requests of the functions, timed: requests in flight at the same moment
+/// (started before the others ended) are one round trip; a request that starts after every
+/// earlier one ended starts the next.
+#[derive(Debug, Clone, Default)]
+pub struct RoundTrips(Arc<Mutex<Trips>>);
+
+#[derive(Debug, Default)]
+pub struct Trips {
+    in_flight: usize,
+    /// The operations of each round trip, in order.
+    pub trips: Vec<Vec<String>>,
+}
+
+impl RoundTrips {
+    /// The round trips since the last call, and forgets them.
+    pub fn take(&self) -> Vec<Vec<String>> {
+        let mut trips = self.0.lock().unwrap();
+        std::mem::take(&mut trips.trips)
+    }
+}
+
+#[derive(Debug)]
+struct TimeRequests(RoundTrips);
+
+impl Intercept for TimeRequests {
+    fn name(&self) -> &'static str {
+        "TimeRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let operation = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("?")
+            .to_owned();
+        let mut trips = self.0.0.lock().unwrap();
+        if trips.in_flight == 0 {
+            trips.trips.push(Vec::new());
+        }
+        trips.in_flight += 1;
+        trips.trips.last_mut().unwrap().push(operation);
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        _context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let mut trips = self.0.0.lock().unwrap();
+        trips.in_flight = trips.in_flight.saturating_sub(1);
+        Ok(())
     }
 }
 

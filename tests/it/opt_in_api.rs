@@ -750,3 +750,105 @@ async fn the_locale_comes_from_the_browser_once_and_from_the_user_after() {
     }
     assert_eq!(api.prefs("u-l").await.unwrap(), before);
 }
+
+// ---- DynamoDB round trips (issue #18) ----
+
+/// Every answer of `opt-in-api` in at most three sequential DynamoDB round trips, timed
+/// through the real SDK (requests in flight together count once), including the longest
+/// path: an opt-in on a verified number, which sends its confirmation.
+#[tokio::test]
+async fn every_preferences_answer_takes_at_most_three_round_trips() {
+    let mut api = Api::new().await;
+    let number = "+14155550123";
+    let trips = api.time_round_trips();
+    let mut rows = Vec::new();
+    let mut row = |what: &str, status: u16, trips: Vec<Vec<String>>| {
+        assert!(
+            trips.len() <= 3,
+            "{what}: {} sequential round trips: {trips:?}",
+            trips.len()
+        );
+        let requests: usize = trips.iter().map(Vec::len).sum();
+        let calls: Vec<String> = trips.iter().map(|t| t.join(" ‖ ")).collect();
+        rows.push(format!(
+            "| {what} ({status}) | {requests} | {} | {} |",
+            trips.len(),
+            calls.join(" → ")
+        ));
+    };
+    let reply = api.call(as_user("http-opt-in-get", "u-rt", None)).await;
+    row("GET sms-opt-in: prompt shown", reply.status, trips.take());
+    let reply = api
+        .call(as_user("http-preferences-get", "u-rt", None))
+        .await;
+    row("GET sms-preferences", reply.status, trips.take());
+    let patch = json!({"sms_battle_results": false, "time_zone": "America/Chicago"});
+    let reply = api
+        .call(as_user("http-preferences-patch", "u-rt", Some(patch)))
+        .await;
+    row("PATCH sms-preferences: toggles", reply.status, trips.take());
+    let modal = json!({"action": "opt_in"});
+    let reply = api
+        .call(as_user("http-opt-in-post", "u-rt", Some(modal.clone())))
+        .await;
+    row("POST sms-opt-in: pending grant", reply.status, trips.take());
+
+    // A verified number (through verify-api, not timed here), then the opt-ins that confirm.
+    let start = json!({"phone_number": number});
+    let started = api
+        .call(as_user("http-verification-start", "u-v", Some(start)))
+        .await;
+    assert_eq!(started.status, 202);
+    let code = crate::api_common::code_in(&api.stub.sent_to(number).last().unwrap().body);
+    let checked = api
+        .call(as_user(
+            "http-verification-check",
+            "u-v",
+            Some(json!({ "code": code })),
+        ))
+        .await;
+    assert_eq!(checked.status, 200);
+    trips.take();
+    let reply = api
+        .call(as_user("http-opt-in-post", "u-v", Some(modal)))
+        .await;
+    row(
+        "POST sms-opt-in: grant on a verified number, confirmation sent",
+        reply.status,
+        trips.take(),
+    );
+    api.clock.advance(SignedDuration::from_mins(1));
+    let off = json!({"allow_sms_invitations": false});
+    let reply = api
+        .call(as_user("http-preferences-patch", "u-v", Some(off)))
+        .await;
+    row(
+        "PATCH sms-preferences: switch off",
+        reply.status,
+        trips.take(),
+    );
+    let on = json!({"allow_sms_invitations": true});
+    let reply = api
+        .call(as_user("http-preferences-patch", "u-v", Some(on)))
+        .await;
+    row(
+        "PATCH sms-preferences: switch on, confirmation sent",
+        reply.status,
+        trips.take(),
+    );
+    let sent = api.stub.sent_to(number);
+    assert_eq!(
+        sent.iter()
+            .filter(|s| s
+                .context
+                .get("logId")
+                .is_some_and(|id| id.starts_with("optin#")))
+            .count(),
+        2
+    );
+    println!("| request (status) | requests | sequential round trips | calls |");
+    println!("|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+}

@@ -10,8 +10,16 @@
 //!
 //! Bodies are snake_case both ways, with the old Django backend's field names. The user is
 //! the app's access token ([`sms_shared::auth`]); every read and write is keyed by it, so no
-//! request can reach another user's preferences. Writes go through
-//! [`sms_shared::store::PreferencesStore::update`] (conditional on the version read, retried).
+//! request can reach another user's preferences. Writes go through the one update protocol
+//! ([`sms_shared::store::PreferencesStore::update`]: conditional on the version read, retried).
+//!
+//! The handlers are generic over the ports of [`sms_shared::opt_in`] ([`Ports`]: reading
+//! preferences, changing them with the confirmation they owe, sending it); `main.rs` wires the
+//! DynamoDB and SMS adapters ([`Stores`]), the unit tests the in-memory fake. DynamoDB round
+//! trips (docs/http-api.md): a GET of the preferences is one read; the prompt's GET a read and
+//! a conditional write; an opt-in or a PATCH a read, one write (the preferences, the consent
+//! history and, when the change owes one, the confirmation's log record, in one transaction)
+//! and the confirmation's outcome: at most three.
 //!
 //! Consent is bound to a number (§4): a grant covers the user's verified number, or is
 //! pending (the modal sends no number) until the user verifies one.
@@ -33,14 +41,19 @@ use sms_shared::disclosure;
 use sms_shared::http::{self as api, ApiError, json_response, non_null, nullable, parse_json};
 use sms_shared::kinds::Category;
 use sms_shared::locale::Locale;
-use sms_shared::metrics;
-use sms_shared::opt_in;
-use sms_shared::outbound::Outbound;
+use sms_shared::metrics::MetricSet;
+use sms_shared::opt_in::{
+    self, Claimed, ConfirmationSend, ConfirmationSender, Confirming, ConsentStore, ConsentWrites,
+    PreferencesRead,
+};
 use sms_shared::phone::E164;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::sms::SmsSender;
-use sms_shared::store::{LogStore, PreferencesStore};
+use sms_shared::store::{LogStore, PreferencesStore, StoreError, UpdateError};
 use std::sync::Arc;
+
+#[cfg(test)]
+mod handler_tests;
 
 /// The prompt is not shown again within this time of being shown.
 pub const PROMPT_INTERVAL: SignedDuration = SignedDuration::from_hours(24);
@@ -52,19 +65,57 @@ const MAX_TIME_ZONE_CHARS: usize = 64;
 pub const OPT_IN_PATH: &str = "/notifications/sms-opt-in";
 pub const PREFERENCES_PATH: &str = "/notifications/me/sms-preferences";
 
-/// Everything the handler needs, built once per cold start.
-pub struct State<S> {
+/// Everything the handlers need: the ports of [`sms_shared::opt_in`].
+pub trait Ports: PreferencesRead + ConsentWrites + ConfirmationSend {}
+
+impl<T: PreferencesRead + ConsentWrites + ConfirmationSend> Ports for T {}
+
+/// The DynamoDB and SMS adapters of [`Ports`].
+pub struct Stores<S> {
+    pub consent: ConsentStore,
+    pub confirmations: ConfirmationSender<S>,
+}
+
+impl<S: Send + Sync> PreferencesRead for Stores<S> {
+    async fn current(&self, user_id: &str) -> Result<Option<Preferences>, StoreError> {
+        self.consent.current(user_id).await
+    }
+}
+
+impl<S: Send + Sync> ConsentWrites for Stores<S> {
+    async fn change<E, F>(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+        read: Option<Preferences>,
+        change: F,
+    ) -> Result<opt_in::Change, E>
+    where
+        E: From<UpdateError> + Send,
+        F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E> + Send,
+    {
+        self.consent.change(user_id, now, read, change).await
+    }
+}
+
+impl<S: SmsSender> ConfirmationSend for Stores<S> {
+    async fn send_claimed(&self, claimed: &Claimed) -> Option<&'static str> {
+        self.confirmations.send_claimed(claimed).await
+    }
+}
+
+/// Everything the handler needs, built once per cold start. `P`: the ports ([`Stores`] in
+/// production).
+pub struct State<P> {
     pub config: Config,
     pub auth: Authenticator,
-    pub preferences: PreferencesStore,
-    /// The opt-in confirmations' records (the one send protocol).
-    pub log: LogStore,
-    /// Sends the opt-in confirmations.
-    pub sender: S,
+    pub ports: P,
     pub clock: Arc<dyn Clock>,
 }
 
-impl<S: SmsSender> State<S> {
+impl<S: SmsSender> State<Stores<S>> {
+    /// The production wiring: the preferences and log tables, and `sender` for the opt-in
+    /// confirmations.
     pub fn new(
         config: Config,
         auth: Authenticator,
@@ -72,55 +123,53 @@ impl<S: SmsSender> State<S> {
         sender: S,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let preferences =
-            PreferencesStore::new(dynamodb.clone(), config.tables.preferences.clone());
-        let log = LogStore::new(dynamodb, config.tables.log.clone());
+        let ports = Stores {
+            consent: ConsentStore {
+                preferences: PreferencesStore::new(
+                    dynamodb.clone(),
+                    config.tables.preferences.clone(),
+                ),
+                log_table: config.tables.log.clone(),
+                branding: config.branding.clone(),
+                allowed_countries: config.allowed_countries.clone(),
+                lease: config.claim_lease,
+            },
+            confirmations: ConfirmationSender {
+                log: LogStore::new(dynamodb, config.tables.log.clone()),
+                sms: sender,
+                clock: clock.clone(),
+                lease: config.claim_lease,
+            },
+        };
         Self {
             config,
             auth,
-            preferences,
-            log,
-            sender,
+            ports,
             clock,
-        }
-    }
-
-    /// Sends the confirmation of the grant a change from `before` to `after` made, if any.
-    async fn confirm_opt_in(&self, before: Option<&Preferences>, after: &Preferences) {
-        let outbound = Outbound {
-            log: &self.log,
-            sms: &self.sender,
-            clock: self.clock.as_ref(),
-            lease: self.config.claim_lease,
-        };
-        let config = &self.config;
-        if let Some(metric) = opt_in::confirm_change(
-            &outbound,
-            &config.branding,
-            &config.allowed_countries,
-            before,
-            after,
-        )
-        .await
-        {
-            confirmation_metric(metric);
         }
     }
 }
 
-/// One EMF count of `opt-in-api`.
-fn confirmation_metric(name: &'static str) {
-    let mut set = metrics::MetricSet::default();
-    set.count(name);
-    metrics::write_documents(
-        &set.to_documents("opt-in-api", jiff::Timestamp::now().as_millisecond()),
-    );
+impl<P: Ports> State<P> {
+    /// Sends the confirmation a saved change claimed, if it did (the answer does not depend
+    /// on it), and counts it.
+    async fn confirm(&self, confirming: &Confirming) {
+        let metric = match confirming {
+            Confirming::Claimed(claimed) => self.ports.send_claimed(claimed).await,
+            other => opt_in::unsendable_metric(other),
+        };
+        if let Some(metric) = metric {
+            let mut set = MetricSet::default();
+            set.count(metric);
+            set.emit("opt-in-api");
+        }
+    }
 }
 
 /// The Lambda handler: routes, answers every client mistake with the §5 error shape, and
 /// returns `Err` never (faults are 500 responses with the request id).
-pub async fn handler<S: SmsSender>(
-    state: &State<S>,
+pub async fn handler<P: Ports>(
+    state: &State<P>,
     request: Request,
 ) -> Result<Response<Body>, Error> {
     let context = match request.request_context_ref() {
@@ -135,8 +184,8 @@ pub async fn handler<S: SmsSender>(
     Ok(api::answer(request.method(), path, &request_id, result).map(Body::from))
 }
 
-async fn route<S: SmsSender>(
-    state: &State<S>,
+async fn route<P: Ports>(
+    state: &State<P>,
     request: &Request,
     context: Option<&lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext>,
 ) -> Result<lambda_http::http::Response<String>, ApiError> {
@@ -190,8 +239,8 @@ pub fn should_show_prompt(p: &Preferences, now: Timestamp) -> bool {
         && p.prompt.shown_at.is_none_or(|t| t + PROMPT_INTERVAL <= now)
 }
 
-async fn get_prompt<S: SmsSender>(
-    state: &State<S>,
+async fn get_prompt<P: Ports>(
+    state: &State<P>,
     caller: &Caller,
 ) -> Result<lambda_http::http::Response<String>, ApiError> {
     let now = state.clock.now();
@@ -199,8 +248,8 @@ async fn get_prompt<S: SmsSender>(
     // Recording `shown_at` is a write: concurrent GETs resolve through the version check,
     // and only the one that saved answers true.
     let prefs = state
-        .preferences
-        .update::<ApiError, _>(&caller.user_id, now, |p| {
+        .ports
+        .change::<ApiError, _>(&caller.user_id, now, None, |p| {
             show = should_show_prompt(p, now);
             if show {
                 p.prompt.shown_at = Some(now);
@@ -208,6 +257,7 @@ async fn get_prompt<S: SmsSender>(
             Ok(Vec::new())
         })
         .await?
+        .updated
         .prefs;
     Ok(json_response(
         StatusCode::OK,
@@ -250,8 +300,8 @@ struct OptInAnswer {
     allow_sms_invitations: bool,
 }
 
-async fn post_opt_in<S: SmsSender>(
-    state: &State<S>,
+async fn post_opt_in<P: Ports>(
+    state: &State<P>,
     caller: &Caller,
     headers: &lambda_http::http::HeaderMap,
     body: &[u8],
@@ -277,11 +327,9 @@ async fn post_opt_in<S: SmsSender>(
     };
     let asked_locale = body.locale.is_some();
     let now = state.clock.now();
-    let mut before = None;
-    let prefs = state
-        .preferences
-        .update::<ApiError, _>(&caller.user_id, now, |p| {
-            before = Some(p.clone());
+    let change = state
+        .ports
+        .change::<ApiError, _>(&caller.user_id, now, None, |p| {
             match body.action {
                 PromptAction::Dismiss => {
                     p.prompt.dismissed_at = Some(now);
@@ -312,9 +360,9 @@ async fn post_opt_in<S: SmsSender>(
                 }
             }
         })
-        .await?
-        .prefs;
-    state.confirm_opt_in(before.as_ref(), &prefs).await;
+        .await?;
+    state.confirm(&change.confirmation).await;
+    let prefs = change.updated.prefs;
     Ok(json_response(
         StatusCode::OK,
         &OptInAnswer {
@@ -366,11 +414,17 @@ impl PreferencesView {
     }
 }
 
-async fn get_preferences<S: SmsSender>(
-    state: &State<S>,
+async fn get_preferences<P: Ports>(
+    state: &State<P>,
     caller: &Caller,
 ) -> Result<lambda_http::http::Response<String>, ApiError> {
-    let prefs = api::load_preferences(&state.preferences, &caller.user_id).await?;
+    let prefs = match state.ports.current(&caller.user_id).await {
+        Ok(found) => found.unwrap_or_else(|| Preferences::new(caller.user_id.clone())),
+        Err(e) => {
+            tracing::error!(error = %e, "reading preferences failed");
+            return Err(ApiError::internal());
+        }
+    };
     Ok(json_response(
         StatusCode::OK,
         &PreferencesView::new(&prefs, state.clock.now()),
@@ -478,8 +532,8 @@ struct PatchAnswer {
     preferences: PreferencesView,
 }
 
-async fn patch_preferences<S: SmsSender>(
-    state: &State<S>,
+async fn patch_preferences<P: Ports>(
+    state: &State<P>,
     caller: &Caller,
     headers: &lambda_http::http::HeaderMap,
     raw: &[u8],
@@ -518,11 +572,9 @@ async fn patch_preferences<S: SmsSender>(
     let locale = body.locale.as_deref().map(parse_locale).transpose()?;
     let disclosure = parse_disclosure(body.disclosure_version.clone().flatten().as_deref())?;
     let now = state.clock.now();
-    let mut before = None;
-    let prefs = state
-        .preferences
-        .update::<ApiError, _>(&caller.user_id, now, |p| {
-            before = Some(p.clone());
+    let change = state
+        .ports
+        .change::<ApiError, _>(&caller.user_id, now, None, |p| {
             let mut events = Vec::new();
             if let Some(locale) = locale {
                 p.locale = Some(locale.as_str().to_owned());
@@ -568,9 +620,9 @@ async fn patch_preferences<S: SmsSender>(
             }
             Ok(events)
         })
-        .await?
-        .prefs;
-    state.confirm_opt_in(before.as_ref(), &prefs).await;
+        .await?;
+    state.confirm(&change.confirmation).await;
+    let prefs = change.updated.prefs;
     Ok(json_response(
         StatusCode::OK,
         &PatchAnswer {

@@ -12,7 +12,7 @@
 //! Codes speak the user's language (the preferences' `locale`, else the request's
 //! `Accept-Language`, else English), and spend their own monthly budget
 //! (`VERIFICATION_MONTHLY_BUDGET_USD`, §7): each code reserves its estimated price in
-//! `counter#code-spend#<month>` with one bounded atomic increment before it is sent, and is
+//! `counter#code-spend#<month>` with a bounded atomic increment before it is sent, and is
 //! refused (503 `sms_unavailable`) when the budget has no room. Codes never count toward the
 //! account's spend that the promotional cap and the transactional hard cap read, so SMS
 //! pumping can exhaust this budget and nothing else.
@@ -21,22 +21,32 @@
 //! * codes come from the OS CSPRNG and are stored only as an HMAC-SHA256 bound to the user and
 //!   the code instance ([`sms_shared::verification`]); the SMS log keeps the body with the
 //!   code redacted, and no log line carries a code or a full number;
-//! * one pending code per user, valid 10 minutes, 5 wrong checks end it, used once
-//!   ([`VerificationStore::consume`]: of concurrent right checks exactly one wins);
-//! * resend no sooner than 30 s ([`VerificationStore::put_code`] checks it atomically);
+//! * one pending code per user, valid 10 minutes, 5 wrong checks end it, used once (its use
+//!   is a conditional write in the transaction that saves the phone verified: of concurrent
+//!   right checks exactly one wins);
+//! * resend no sooner than 30 s (the code's write is conditional on it);
 //! * fixed windows per user, IP, number, number prefix and country, each an atomic bounded
 //!   counter; a refusal is 429 with `Retry-After`;
+//! * the code, its windows, its budget reservation and its log record are one transaction
+//!   ([`ports::CodeIssue`]): a refused request counts in no window;
 //! * premium-rate and shared-cost numbers get no code ([`rules::is_premium_rate`]);
 //! * the country window is tighter for every country but the home market (US 100 an hour,
 //!   others 20: [`WindowLimits`]);
 //! * answers never depend on whether another user has the number.
+//!
+//! DynamoDB round trips (docs/http-api.md): a start reads the pending code, the preferences
+//! and the spend counters in one `BatchGetItem`, writes everything in one
+//! `TransactWriteItems`, and records the SMS's outcome: three. A check reads in one
+//! `BatchGetItem`, then saves (the code's use, the verified phone, a bound grant's
+//! confirmation record) while reading the code's message id, then records the confirmation's
+//! outcome: three.
 
 use jiff::Timestamp;
 use lambda_http::http::{HeaderMap, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Error, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sms_shared::Config;
 use sms_shared::auth::{Authenticator, Caller};
 use sms_shared::clock::Clock;
@@ -44,19 +54,19 @@ use sms_shared::consent::{self, Decision, SendCheck, SuppressReason, Usage};
 use sms_shared::http::{self as api, ApiError, json_response, parse_json};
 use sms_shared::kinds::{MessageClass, MessageKind};
 use sms_shared::locale::Locale;
-use sms_shared::opt_in;
-use sms_shared::outbound::{self, Outbound, Sent};
+use sms_shared::metrics::MetricSet;
+use sms_shared::opt_in::{self, ConfirmationSend, Confirming, ConsentStore};
+use sms_shared::outbound::{self, Sent};
 use sms_shared::phone::E164;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::secrets::SecretKey;
 use sms_shared::sms::{SmsError, SmsSender};
-use sms_shared::store::batch::read_preferences_and_counters;
 use sms_shared::store::log::counter_ids;
 use sms_shared::store::receipts::SPEND_COUNTER_KEEP;
 use sms_shared::store::schema::LOG_KEY;
+use sms_shared::store::verification::Reservation;
 use sms_shared::store::{
-    Bounded, Claim, CodeRecord, Counters, LogStore, NewLogRecord, PreferencesStore, PutCode,
-    UpdateError, VerificationStore,
+    Attempt, CodeRecord, Counters, LogStore, PreferencesStore, UpdateError, VerificationStore,
 };
 use sms_shared::template;
 use sms_shared::verification::{
@@ -65,27 +75,40 @@ use sms_shared::verification::{
 use std::sync::Arc;
 use tracing::{error, info, warn};
 
+pub mod ports;
+pub mod stores;
+
+#[cfg(test)]
+mod fakes;
+#[cfg(test)]
+mod tests;
+
+use ports::{
+    CodeIssue, CodeSend, FirstReads, Issuing, NewCode, PhoneVerification, Ports, WrongAttempts,
+};
+pub use stores::Stores;
+
 /// Routes below `API_BASE_PATH`.
 pub const START_PATH: &str = "/notifications/me/phone-verification";
 pub const CHECK_PATH: &str = "/notifications/me/phone-verification/check";
 
-/// Everything the handler needs, built once per cold start.
-pub struct State<S> {
+/// The name metrics carry in their `Function` dimension.
+const FUNCTION: &str = "verify-api";
+
+/// Everything the handler needs, built once per cold start. `P`: the ports
+/// ([`Stores`] in production).
+pub struct State<P> {
     pub config: Config,
     pub auth: Authenticator,
     /// Keys the HMAC of stored codes (from Secrets Manager).
     pub code_key: SecretKey,
-    pub preferences: PreferencesStore,
-    pub codes: VerificationStore,
-    pub log: LogStore,
-    /// Counters of the log table (the monthly spend).
-    pub log_counters: Counters,
-    pub sender: S,
+    pub ports: P,
     pub clock: Arc<dyn Clock>,
     pub windows: WindowLimits,
 }
 
-impl<S: SmsSender> State<S> {
+impl<S: SmsSender> State<Stores<S>> {
+    /// The production wiring: every port over DynamoDB and `sender`.
     pub fn new(
         config: Config,
         auth: Authenticator,
@@ -95,15 +118,26 @@ impl<S: SmsSender> State<S> {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let tables = &config.tables;
-        Self {
-            preferences: PreferencesStore::new(dynamodb.clone(), tables.preferences.clone()),
+        let ports = Stores {
             codes: VerificationStore::new(dynamodb.clone(), tables.verification.clone()),
+            consent: ConsentStore {
+                preferences: PreferencesStore::new(dynamodb.clone(), tables.preferences.clone()),
+                log_table: tables.log.clone(),
+                branding: config.branding.clone(),
+                allowed_countries: config.allowed_countries.clone(),
+                lease: config.claim_lease,
+            },
             log: LogStore::new(dynamodb.clone(), tables.log.clone()),
             log_counters: Counters::new(dynamodb, tables.log.clone(), LOG_KEY),
+            sender,
+            clock: clock.clone(),
+            lease: config.claim_lease,
+        };
+        Self {
             config,
             auth,
             code_key,
-            sender,
+            ports,
             clock,
             windows: WindowLimits::default(),
         }
@@ -114,8 +148,8 @@ type HttpResponse = lambda_http::http::Response<String>;
 
 /// The Lambda handler: routes and answers; client mistakes are 4xx responses, faults 500
 /// with the request id. Never `Err`.
-pub async fn handler<S: SmsSender>(
-    state: &State<S>,
+pub async fn handler<P: Ports>(
+    state: &State<P>,
     request: Request,
 ) -> Result<Response<Body>, Error> {
     let context = match request.request_context_ref() {
@@ -126,14 +160,17 @@ pub async fn handler<S: SmsSender>(
         .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
         .unwrap_or_else(|| "-".to_owned());
     let path = request.raw_http_path();
-    let result = route(state, &request, context).await;
+    let mut metrics = MetricSet::default();
+    let result = route(state, &request, context, &mut metrics).await;
+    metrics.emit(FUNCTION);
     Ok(api::answer(request.method(), path, &request_id, result).map(Body::from))
 }
 
-async fn route<S: SmsSender>(
-    state: &State<S>,
+async fn route<P: Ports>(
+    state: &State<P>,
     request: &Request,
     context: Option<&lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext>,
+    metrics: &mut MetricSet,
 ) -> Result<HttpResponse, ApiError> {
     let path = api::route_path(request.raw_http_path(), &state.config.api_base_path)
         .filter(|p| *p == START_PATH || *p == CHECK_PATH)
@@ -144,9 +181,9 @@ async fn route<S: SmsSender>(
         .authenticate(request.method(), context, request.headers())?;
     let body = request.body().as_ref();
     if path == START_PATH {
-        start(state, &caller, request.headers(), body).await
+        start(state, &caller, request.headers(), body, metrics).await
     } else {
-        check(state, &caller, request.headers(), body).await
+        check(state, &caller, request.headers(), body, metrics).await
     }
 }
 
@@ -180,11 +217,33 @@ fn resend_too_soon(now: Timestamp, resend_after_ms: i64) -> ApiError {
     )
 }
 
-async fn start<S: SmsSender>(
-    state: &State<S>,
+fn sms_unavailable(retry_after: u64) -> ApiError {
+    ApiError {
+        retry_after: Some(retry_after),
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sms_unavailable",
+            "text messages cannot be sent right now; try again later",
+        )
+    }
+}
+
+fn conflict() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        "too many requests at once; try again",
+    )
+}
+
+/// Starts a verification in three DynamoDB round trips: one read (pending code, preferences,
+/// spend), one transaction (code, windows, budget, log record), the SMS's outcome.
+async fn start<P: FirstReads + CodeIssue + CodeSend>(
+    state: &State<P>,
     caller: &Caller,
     headers: &HeaderMap,
     body: &[u8],
+    metrics: &mut MetricSet,
 ) -> Result<HttpResponse, ApiError> {
     let body: StartBody = parse_json(headers, body)?;
     let number = E164::parse_allowed(&body.phone_number, &state.config.allowed_countries)
@@ -201,63 +260,28 @@ async fn start<S: SmsSender>(
     let now = state.clock.now();
     let user_id = caller.user_id.as_str();
 
-    // Cheap early answer inside the cooldown, before any window is counted. `put_code`
-    // checks it again atomically.
-    let pending = state
-        .codes
-        .get_code(user_id)
+    // Round trip 1: the pending code (a cheap early answer inside the cooldown, which the
+    // code's write checks again atomically), the preferences (the code's language) and the
+    // month's account spend (the hard cap) and code spend (the budget metric).
+    let spend_id = counter_ids::month_spend(now);
+    let code_spend_id = counter_ids::month_code_spend(now);
+    let read = state
+        .ports
+        .first_read(user_id, &[spend_id.clone(), code_spend_id.clone()], now)
         .await
-        .map_err(|e| internal("reading the pending code failed", &e))?;
-    if let Some(pending) = &pending
+        .map_err(|e| internal("reading the pending code, preferences and spend failed", &e))?;
+    if let Some(pending) = &read.code
         && pending.resend_after_ms > now.as_millisecond()
     {
         return Err(resend_too_soon(now, pending.resend_after_ms));
     }
 
-    // Rate-limit windows, the caller's own first.
-    for window in rules::windows(
-        &state.windows,
-        user_id,
-        &number,
-        caller.source_ip.as_deref(),
-        now,
-    ) {
-        match state
-            .codes
-            .windows()
-            .increment_within(&window.id, 1, window.cap, window.ends_at)
-            .await
-            .map_err(|e| internal("counting a verification window failed", &e))?
-        {
-            Bounded::Counted(_) => {}
-            Bounded::CapReached => {
-                warn!(window = window.kind.as_str(), to = %number.masked(), "verification window full");
-                return Err(ApiError::too_many_requests(
-                    "rate_limited",
-                    "too many verification codes requested; try again later",
-                    window.retry_after_secs(now),
-                ));
-            }
-        }
-    }
-
     // §4 for codes: the target's country and the hard spend cap (consent is not needed:
     // the user is asking for the code).
-    // One BatchGetItem for both, as in the sender.
-    let spend_id = counter_ids::month_spend(now);
-    let mut read = read_preferences_and_counters(
-        &state.preferences,
-        &[user_id],
-        &state.log_counters,
-        std::slice::from_ref(&spend_id),
-        now,
-    )
-    .await
-    .map_err(|e| internal("reading preferences and the monthly spend failed", &e))?;
-    let prefs = read.preferences.remove(user_id);
+    let prefs = read.prefs.as_ref();
     let decision = consent::decide(&SendCheck {
         kind: MessageKind::PhoneVerification,
-        prefs: prefs.as_ref(),
+        prefs,
         verification_target: Some(&number),
         number_undeliverable: false,
         allowed_countries: &state.config.allowed_countries,
@@ -279,14 +303,7 @@ async fn start<S: SmsSender>(
         }
         Decision::Suppress(reason) => {
             warn!(reason = reason.as_str(), "verification code not sent");
-            return Err(ApiError {
-                retry_after: Some(3600),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "sms_unavailable",
-                    "text messages cannot be sent right now; try again later",
-                )
-            });
+            return Err(sms_unavailable(3600));
         }
         Decision::Defer { .. } => {
             // Codes are transactional and never deferred; refuse rather than hold one.
@@ -301,20 +318,31 @@ async fn start<S: SmsSender>(
     let code_id = rules::random_id().map_err(|e| internal("no randomness for an id", &e))?;
     let log_id = format!("verify-{code_id}");
     let params = Map::from_iter([("code".to_owned(), Value::String(code.expose().to_owned()))]);
-    let locale = code_locale(prefs.as_ref(), headers);
     let rendered = template::render_in(
         MessageKind::PhoneVerification,
         &params,
         &state.config.branding,
         state.config.sms.max_segments,
-        locale,
+        code_locale(prefs, headers),
     )
     .map_err(|e| internal("the verification template does not render", &e))?;
 
-    // The codes' own budget (§7), reserved before anything is sent: a pumping burst runs
-    // ahead of the receipts, so a budget checked against them could be overrun.
-    let budget = CodeBudget::reserve(state, rendered.segments.segments, now).await?;
-
+    // The codes' own budget (§7), reserved with the code, before anything is sent: a
+    // pumping burst runs ahead of the receipts, so a budget checked against them could be
+    // overrun.
+    let budget = Reservation {
+        counter: code_spend_id.clone(),
+        micros: code_estimate_micros(rendered.segments.segments),
+        cap: state.config.limits.verification_monthly_budget_micros,
+        keep_until: now + SPEND_COUNTER_KEEP,
+    };
+    let windows = rules::windows(
+        &state.windows,
+        user_id,
+        &number,
+        caller.source_ip.as_deref(),
+        now,
+    );
     let record = CodeRecord {
         user_id: user_id.to_owned(),
         code_id: code_id.clone(),
@@ -328,68 +356,81 @@ async fn start<S: SmsSender>(
         log_id: log_id.clone(),
         provider_message_id: None,
     };
-    match state
-        .codes
-        .put_code(&record, now)
-        .await
-        .map_err(|e| internal("storing the code failed", &e))?
-    {
-        PutCode::Stored => {}
-        PutCode::Cooldown { resend_after_ms } => {
-            budget.release(state).await;
-            return Err(resend_too_soon(now, resend_after_ms));
-        }
-    }
-
-    let token = match state
-        .log
-        .claim(
-            &NewLogRecord {
-                id: &log_id,
-                user_id: Some(user_id),
-                kind: MessageKind::PhoneVerification,
-                related: None,
-            },
-            now,
-            state.config.claim_lease,
-        )
-        .await
-        .map_err(|e| internal("claiming the log record failed", &e))?
-    {
-        Claim::Claimed { token, .. } => token,
-        other => {
-            return Err(internal(
-                "a fresh log id was already taken",
-                &format!("{:?}", std::mem::discriminant(&other)),
-            ));
-        }
+    let encoding = rendered.segments.encoding.as_str();
+    let attempt = Attempt {
+        phone_number: number.as_str(),
+        body: &rendered.log_body,
+        segments: rendered.segments.segments,
+        encoding,
     };
 
-    // The one send protocol: attempt recorded, sent, outcome recorded. No redelivery: a
-    // refused code ends `rejected` and the user asks for another.
-    let sent = Outbound {
-        log: &state.log,
-        sms: &state.sender,
-        clock: state.clock.as_ref(),
-        lease: state.config.claim_lease,
-    }
-    .send(&outbound::Message {
-        id: &log_id,
-        token: &token,
-        to: number.as_str(),
-        body: &rendered.body,
-        log_body: &rendered.log_body,
-        segments: rendered.segments.segments,
-        encoding: rendered.segments.encoding.as_str(),
-        class: MessageClass::Transactional,
-        message_feedback: true,
-        redelivered: false,
-        start_by: None,
-    })
-    .await
-    .map_err(|e| internal("recording the code's attempt failed", &e))?;
-    let accepted = || {
-        country_metric("VerificationCodesSent", number.country());
+    // Round trip 2: the code, the windows, the budget and the log record, all or nothing.
+    let issued = state
+        .ports
+        .issue(
+            &NewCode {
+                record: &record,
+                windows: &windows,
+                budget: &budget,
+                attempt,
+            },
+            now,
+        )
+        .await
+        .map_err(|e| internal("storing the code failed", &e))?;
+    let token = match issued {
+        Issuing::Issued { token } => token,
+        Issuing::Cooldown { resend_after_ms } => return Err(resend_too_soon(now, resend_after_ms)),
+        Issuing::WindowFull { index } => {
+            let window = &windows[index];
+            warn!(window = window.kind.as_str(), to = %number.masked(), "verification window full");
+            return Err(ApiError::too_many_requests(
+                "rate_limited",
+                "too many verification codes requested; try again later",
+                window.retry_after_secs(now),
+            ));
+        }
+        Issuing::BudgetSpent => {
+            let cap = state.config.limits.verification_monthly_budget_micros;
+            warn!(
+                budget_usd = cap as f64 / 1e6,
+                "the verification budget of the month is spent; code refused"
+            );
+            metrics.count("VerificationBudgetRefused");
+            return Err(sms_unavailable(rules::retry_after_secs(
+                now,
+                rules::month_end(now),
+            )));
+        }
+        Issuing::Contended => {
+            warn!("the verification counters stayed busy; code refused");
+            return Err(conflict());
+        }
+    };
+    let spent = read.counters.get(&code_spend_id).copied().unwrap_or(0) + budget.micros;
+    metrics.gauge("VerificationSpendUsd", spent as f64 / 1e6, "None");
+
+    // The one send protocol from the recorded attempt on; round trip 3 is the outcome. No
+    // redelivery: a refused code ends `rejected` and the user asks for another.
+    let sent = state
+        .ports
+        .send_code(&outbound::Message {
+            id: &log_id,
+            token: &token,
+            to: number.as_str(),
+            body: &rendered.body,
+            log_body: &rendered.log_body,
+            segments: rendered.segments.segments,
+            encoding,
+            class: MessageClass::Transactional,
+            message_feedback: true,
+            redelivered: false,
+            start_by: None,
+        })
+        .await
+        .map_err(|e| internal("recording the code's attempt failed", &e))?;
+    let mut accepted = || {
+        metrics.count_by("VerificationCodesSent", "Country", number.country());
         Ok(json_response(
             StatusCode::ACCEPTED,
             &StartAnswer {
@@ -400,16 +441,9 @@ async fn start<S: SmsSender>(
         ))
     };
     match sent {
+        // The code is out; a missing log outcome (logged by the protocol) must not make the
+        // user retry.
         Sent::Sent { message_id, .. } => {
-            // The code is out; a missing log outcome (logged by the protocol) must not make
-            // the user retry.
-            if let Err(e) = state
-                .codes
-                .set_provider_message_id(user_id, &code_id, &message_id)
-                .await
-            {
-                warn!(error = %e, "remembering the code's message id failed");
-            }
             info!(to = %number.masked(), log_id = %log_id, message_id = %message_id, "verification code sent");
             accepted()
         }
@@ -426,8 +460,10 @@ async fn start<S: SmsSender>(
         )),
         Sent::Refused { error, .. } => {
             warn!(to = %number.masked(), log_id = %log_id, error_code = error.code(), "verification code not sent");
-            // Refused: nothing to pay for.
-            budget.release(state).await;
+            // Refused: nothing to pay for. Best effort.
+            if let Err(e) = state.ports.release(&budget).await {
+                warn!(error = %e, "giving back a code's budget reservation failed");
+            }
             match error {
                 SmsError::OptedOut => Err(ApiError::bad_request(
                     "phone_opted_out",
@@ -457,11 +493,15 @@ fn gone(code: &'static str, message: &'static str) -> ApiError {
     ApiError::new(StatusCode::GONE, code, message)
 }
 
-async fn check<S: SmsSender>(
-    state: &State<S>,
+/// Checks a code in at most three DynamoDB round trips: one read (code, preferences), the
+/// wrong attempt or the save (while the code's message id is read), the confirmation's
+/// outcome.
+async fn check<P: FirstReads + CodeSend + WrongAttempts + PhoneVerification + ConfirmationSend>(
+    state: &State<P>,
     caller: &Caller,
     headers: &HeaderMap,
     body: &[u8],
+    metrics: &mut MetricSet,
 ) -> Result<HttpResponse, ApiError> {
     let body: CheckBody = parse_json(headers, body)?;
     let candidate = rules::parse_code(&body.code).ok_or_else(|| {
@@ -469,18 +509,18 @@ async fn check<S: SmsSender>(
     })?;
     let user_id = caller.user_id.as_str();
     let now = state.clock.now();
-    let record = state
-        .codes
-        .get_code(user_id)
+    let read = state
+        .ports
+        .first_read(user_id, &[], now)
         .await
-        .map_err(|e| internal("reading the pending code failed", &e))?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_pending_verification",
-                "no verification code was requested",
-            )
-        })?;
+        .map_err(|e| internal("reading the pending code and preferences failed", &e))?;
+    let record = read.code.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_pending_verification",
+            "no verification code was requested",
+        )
+    })?;
     if record.consumed {
         return Err(gone(
             "code_used",
@@ -503,7 +543,7 @@ async fn check<S: SmsSender>(
     let key = state.code_key.expose();
     if !rules::code_matches(key, user_id, &record.code_id, candidate, &record.code_hmac) {
         let used = state
-            .codes
+            .ports
             .record_wrong_attempt(user_id, &record.code_id, MAX_ATTEMPTS)
             .await
             .map_err(|e| internal("counting a wrong code failed", &e))?;
@@ -528,18 +568,21 @@ async fn check<S: SmsSender>(
         });
     }
 
-    // The code is used in the same transaction that saves the phone verified: if the save
-    // fails, the code stays valid for the user's next try (§5).
-    let consume = state
-        .codes
-        .consume_guard(user_id, &record.code_id, MAX_ATTEMPTS, now)
-        .map_err(|e| internal("building the code's use failed", &e))?;
+    // The code is used in the same write that saves the phone verified: if the save fails,
+    // the code stays valid for the user's next try (§5). The code's message id (for the
+    // feedback) is read meanwhile.
     let number = record.phone_number.clone();
-    let mut before = None;
-    let updated = state
-        .preferences
-        .update_guarded(user_id, now, std::slice::from_ref(&consume), |p| {
-            before = Some(p.clone());
+    let read_prefs = Some(
+        read.prefs
+            .unwrap_or_else(|| Preferences::new(user_id.to_owned())),
+    );
+    let verify = state.ports.verify(
+        user_id,
+        &record.code_id,
+        MAX_ATTEMPTS,
+        now,
+        read_prefs,
+        |p: &mut Preferences| {
             if p.phone_number.as_deref() != Some(number.as_str()) {
                 p.phone_number = Some(number.clone());
             }
@@ -563,10 +606,17 @@ async fn check<S: SmsSender>(
                 events.push(bind);
             }
             Ok::<_, UpdateError>(events)
-        })
-        .await;
-    let prefs = match updated {
-        Ok(updated) => updated.prefs,
+        },
+    );
+    let message_id = async {
+        match &record.provider_message_id {
+            Some(id) => Ok(Some(id.clone())),
+            None => state.ports.message_id(&record.log_id).await,
+        }
+    };
+    let (verified, message_id) = tokio::join!(verify, message_id);
+    let change = match verified {
+        Ok(change) => change,
         Err(UpdateError::GuardFailed) => {
             return Err(gone(
                 "code_used",
@@ -576,23 +626,28 @@ async fn check<S: SmsSender>(
         Err(e) => return Err(e.into()),
     };
 
-    // Tell AWS the code arrived (fraud detection); best effort. The code's record has the
-    // message id when the provider answered the send (not when its answer was lost).
-    if let Some(message_id) = &record.provider_message_id
-        && let Err(e) = state.sender.report_received(message_id).await
-    {
-        warn!(
-            error_code = e.code(),
-            "reporting the code as received failed"
-        );
+    // Tell AWS the code arrived (fraud detection); best effort. The log has the message id
+    // when the provider answered the send (not when its answer was lost).
+    match message_id {
+        Ok(Some(message_id)) => {
+            if let Err(e) = state.ports.report_received(&message_id).await {
+                warn!(
+                    error_code = e.code(),
+                    "reporting the code as received failed"
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => warn!(error = %e, "reading the code's message id failed; no feedback"),
     }
     let country = E164::parse(&number)
         .map(|n| n.country().to_owned())
         .unwrap_or_default();
-    country_metric("VerificationCodesVerified", &country);
+    metrics.count_by("VerificationCodesVerified", "Country", &country);
     info!(to = %sms_shared::phone::mask(&number), "phone verified");
     // A pending grant bound now (the modal's opt-in): its confirmation (§8).
-    confirm_bound_grant(state, before.as_ref(), &prefs).await;
+    confirm(&state.ports, &change.confirmation, metrics).await;
+    let prefs = change.updated.prefs;
     Ok(json_response(
         StatusCode::OK,
         &CheckAnswer {
@@ -602,30 +657,15 @@ async fn check<S: SmsSender>(
     ))
 }
 
-/// Sends the confirmation of the grant the verification bound, if it did (once per grant;
-/// the answer does not depend on it).
-async fn confirm_bound_grant<S: SmsSender>(
-    state: &State<S>,
-    before: Option<&Preferences>,
-    after: &Preferences,
-) {
-    let outbound = Outbound {
-        log: &state.log,
-        sms: &state.sender,
-        clock: state.clock.as_ref(),
-        lease: state.config.claim_lease,
+/// Sends the confirmation a saved change claimed, if it did (the answer does not depend on
+/// it), and counts it.
+async fn confirm<P: ConfirmationSend>(ports: &P, confirming: &Confirming, metrics: &mut MetricSet) {
+    let metric = match confirming {
+        Confirming::Claimed(claimed) => ports.send_claimed(claimed).await,
+        other => opt_in::unsendable_metric(other),
     };
-    let config = &state.config;
-    if let Some(metric) = opt_in::confirm_change(
-        &outbound,
-        &config.branding,
-        &config.allowed_countries,
-        before,
-        after,
-    )
-    .await
-    {
-        plain_metric(metric, 1.0, "Count");
+    if let Some(metric) = metric {
+        metrics.count(metric);
     }
 }
 
@@ -641,102 +681,4 @@ fn code_locale(prefs: Option<&Preferences>, headers: &HeaderMap) -> Locale {
                 .and_then(Locale::from_accept_language)
         })
         .unwrap_or_default()
-}
-
-/// A code's reservation in the codes' monthly budget (§7).
-struct CodeBudget {
-    counter: String,
-    micros: u64,
-    keep_until: Timestamp,
-}
-
-impl CodeBudget {
-    /// Reserves the estimate of a code of `segments` parts, or refuses the code (503
-    /// `sms_unavailable`, `Retry-After` until the month's end) when the budget has no room.
-    async fn reserve<S: SmsSender>(
-        state: &State<S>,
-        segments: u32,
-        now: Timestamp,
-    ) -> Result<CodeBudget, ApiError> {
-        let budget = CodeBudget {
-            counter: counter_ids::month_code_spend(now),
-            micros: code_estimate_micros(segments),
-            keep_until: now + SPEND_COUNTER_KEEP,
-        };
-        let cap = state.config.limits.verification_monthly_budget_micros;
-        match state
-            .log_counters
-            .increment_within(&budget.counter, budget.micros, cap, budget.keep_until)
-            .await
-            .map_err(|e| internal("reserving the code's budget failed", &e))?
-        {
-            Bounded::Counted(spent) => {
-                plain_metric("VerificationSpendUsd", spent as f64 / 1e6, "None");
-                Ok(budget)
-            }
-            Bounded::CapReached => {
-                warn!(
-                    budget_usd = cap as f64 / 1e6,
-                    "the verification budget of the month is spent; code refused"
-                );
-                plain_metric("VerificationBudgetRefused", 1.0, "Count");
-                Err(ApiError {
-                    retry_after: Some(rules::retry_after_secs(now, rules::month_end(now))),
-                    ..ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "sms_unavailable",
-                        "text messages cannot be sent right now; try again later",
-                    )
-                })
-            }
-        }
-    }
-
-    /// Gives the reservation back (the code was not sent). Best effort.
-    async fn release<S: SmsSender>(&self, state: &State<S>) {
-        let by = -i64::try_from(self.micros).unwrap_or(i64::MAX);
-        if let Err(e) = state
-            .log_counters
-            .add(&self.counter, by, self.keep_until)
-            .await
-        {
-            warn!(error = %e, "giving back a code's budget reservation failed");
-        }
-    }
-}
-
-/// One EMF line of `verify-api` without dimensions but `Function`.
-fn plain_metric(name: &str, value: f64, unit: &str) {
-    let doc = json!({
-        "_aws": {
-            "Timestamp": Timestamp::now().as_millisecond(),
-            "CloudWatchMetrics": [{
-                "Namespace": sms_shared::metrics::NAMESPACE,
-                "Dimensions": [["Function"]],
-                "Metrics": [{"Name": name, "Unit": unit}],
-            }],
-        },
-        "Function": "verify-api",
-        name: value,
-    });
-    sms_shared::metrics::write_documents(&[doc]);
-}
-
-/// One EMF line with a `Country` dimension: codes sent and verified per country give the
-/// verification ratio (§5), an SMS-pumping signal.
-fn country_metric(name: &str, country: &str) {
-    let doc = json!({
-        "_aws": {
-            "Timestamp": Timestamp::now().as_millisecond(),
-            "CloudWatchMetrics": [{
-                "Namespace": sms_shared::metrics::NAMESPACE,
-                "Dimensions": [["Function", "Country"]],
-                "Metrics": [{"Name": name, "Unit": "Count"}],
-            }],
-        },
-        "Function": "verify-api",
-        "Country": country,
-        name: 1,
-    });
-    sms_shared::metrics::write_documents(&[doc]);
 }

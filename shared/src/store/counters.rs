@@ -6,7 +6,9 @@
 use super::schema::TTL_ATTRIBUTE;
 use super::{StoreError, condition_failed};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValue, TransactWriteItem, Update,
+};
 use jiff::Timestamp;
 use std::collections::HashMap;
 
@@ -68,6 +70,39 @@ impl Counters {
             Err(err) if condition_failed(&err) => Ok(Bounded::CapReached),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// [`Counters::increment_within`] as one item of a transaction: still a single-item
+    /// conditional update (DESIGN §7), whose cancellation reason `ConditionalCheckFailed`
+    /// means the cap was reached. `None` when `by` alone passes `cap` (it can never fit).
+    pub fn increment_within_item(
+        &self,
+        id: &str,
+        by: u64,
+        cap: u64,
+        expires_at: Timestamp,
+    ) -> Result<Option<TransactWriteItem>, StoreError> {
+        if by > cap {
+            return Ok(None);
+        }
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(self.key_attribute, AttributeValue::S(id.to_owned()))
+            .update_expression("ADD #count :by SET #ttl = :ttl")
+            .condition_expression("attribute_not_exists(#count) OR #count <= :limit")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":by", number(by))
+            .expression_attribute_values(":limit", number(cap - by))
+            .expression_attribute_values(":ttl", number(expires_at.as_second().max(0) as u64))
+            .build()
+            .map_err(|_| StoreError::Malformed("bounded increment update"))?;
+        Ok(Some(TransactWriteItem::builder().update(update).build()))
+    }
+
+    /// The table the counters live in.
+    pub fn table(&self) -> &str {
+        &self.table
     }
 
     /// Adds `by` (which may be negative) without a bound; returns the new value.

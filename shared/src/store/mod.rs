@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod counters;
+pub mod fresh_attempt;
 pub mod inbound;
 pub mod log;
 pub mod preferences;

@@ -62,6 +62,23 @@ pub struct Updated {
     pub changed: bool,
 }
 
+/// What one save attempt did (see [`PreferencesStore::save_all`]).
+enum Saving {
+    Done(SaveOutcome),
+    /// Only the companion's condition was false: nothing written.
+    CompanionRefused,
+}
+
+/// An update made by [`PreferencesStore::update_carrying`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Carried {
+    /// The preferences the saved change started from.
+    pub before: Preferences,
+    pub updated: Updated,
+    /// The companion write was made with it.
+    pub companion: bool,
+}
+
 /// Access to the preferences table.
 #[derive(Debug, Clone)]
 pub struct PreferencesStore {
@@ -147,7 +164,29 @@ impl PreferencesStore {
         guards: &[TransactWriteItem],
         now: Timestamp,
     ) -> Result<SaveOutcome, StoreError> {
-        if events.len() + guards.len() > MAX_EVENTS_PER_SAVE {
+        Ok(
+            match self.save_all(prefs, events, guards, None, now).await? {
+                Saving::Done(outcome) => outcome,
+                // No companion was given.
+                Saving::CompanionRefused => SaveOutcome::Conflict,
+            },
+        )
+    }
+
+    /// [`PreferencesStore::save_guarded`] with a `companion`: one more write that rides in the
+    /// same transaction when it can (an opt-in confirmation's fresh log record). When only the
+    /// companion's condition is false, nothing is written and the answer says so, for the
+    /// caller to save again without it.
+    async fn save_all(
+        &self,
+        prefs: &mut Preferences,
+        events: &[ConsentEvent],
+        guards: &[TransactWriteItem],
+        companion: Option<&TransactWriteItem>,
+        now: Timestamp,
+    ) -> Result<Saving, StoreError> {
+        let extra = guards.len() + usize::from(companion.is_some());
+        if events.len() + extra > MAX_EVENTS_PER_SAVE {
             return Err(StoreError::Malformed("too many consent events in one save"));
         }
         let expected = prefs.version;
@@ -166,7 +205,7 @@ impl PreferencesStore {
             )
         };
 
-        let outcome = if events.is_empty() && guards.is_empty() {
+        let outcome = if events.is_empty() && extra == 0 {
             let result = self
                 .client
                 .put_item()
@@ -211,6 +250,8 @@ impl PreferencesStore {
             }
             let first_guard = items.len();
             items.extend(guards.iter().cloned());
+            let companion_at = items.len();
+            items.extend(companion.cloned());
             let result = self
                 .client
                 .transact_write_items()
@@ -232,6 +273,11 @@ impl PreferencesStore {
                         // transaction on the same items) is a lost race too.
                         if !failed(0) && (first_guard..first_guard + guards.len()).any(failed) {
                             SaveOutcome::GuardFailed
+                        } else if companion.is_some()
+                            && failed(companion_at)
+                            && !(0..companion_at).any(failed)
+                        {
+                            return Ok(Saving::CompanionRefused);
                         } else {
                             SaveOutcome::Conflict
                         }
@@ -243,7 +289,7 @@ impl PreferencesStore {
         if outcome == SaveOutcome::Saved {
             *prefs = next;
         }
-        Ok(outcome)
+        Ok(Saving::Done(outcome))
     }
 
     /// Changes one user's preferences (the defaults of a new user when none are stored):
@@ -272,14 +318,49 @@ impl PreferencesStore {
         E: From<UpdateError>,
         F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E>,
     {
+        let no_companion = |_: &Preferences, _: &Preferences| Ok(None);
+        self.update_carrying(user_id, now, None, guards, &mut change, no_companion)
+            .await
+            .map(|carried| carried.updated)
+    }
+
+    /// The whole update protocol of [`PreferencesStore::update_guarded`], plus:
+    /// * `read`: the user's preferences as the caller just read them (with other items, in one
+    ///   request; the defaults of a new user when none are stored), used by the first attempt
+    ///   instead of reading again; later attempts read afresh;
+    /// * `companion`: given the preferences before and after an attempt's change, one more
+    ///   write to make in the same transaction (the fresh log record of the opt-in
+    ///   confirmation the change owes). When only its condition fails (the record was written
+    ///   before), the change is saved without it and [`Carried::companion`] is `false`.
+    pub async fn update_carrying<E, F, C>(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+        read: Option<Preferences>,
+        guards: &[TransactWriteItem],
+        mut change: F,
+        mut companion: C,
+    ) -> Result<Carried, E>
+    where
+        E: From<UpdateError>,
+        F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E>,
+        C: FnMut(&Preferences, &Preferences) -> Result<Option<TransactWriteItem>, E>,
+    {
+        let mut read = read;
         for _ in 0..UPDATE_ATTEMPTS {
-            let current = self
-                .get(user_id)
-                .await
-                .map_err(UpdateError::from)?
-                .unwrap_or_else(|| Preferences::new(user_id));
-            if let Some(updated) = self.attempt(current, now, guards, &mut change).await? {
-                return Ok(updated);
+            let current = match read.take() {
+                Some(current) => current,
+                None => self
+                    .get(user_id)
+                    .await
+                    .map_err(UpdateError::from)?
+                    .unwrap_or_else(|| Preferences::new(user_id)),
+            };
+            if let Some(carried) = self
+                .attempt_carrying(current, now, guards, &mut change, &mut companion)
+                .await?
+            {
+                return Ok(carried);
             }
         }
         Err(UpdateError::Contended.into())
@@ -385,6 +466,60 @@ impl PreferencesStore {
             })),
             SaveOutcome::Conflict => Ok(None),
             SaveOutcome::GuardFailed => Err(UpdateError::GuardFailed.into()),
+        }
+    }
+
+    /// [`PreferencesStore::attempt`] with a companion write (see
+    /// [`PreferencesStore::update_carrying`]).
+    async fn attempt_carrying<E, F, C>(
+        &self,
+        current: Preferences,
+        now: Timestamp,
+        guards: &[TransactWriteItem],
+        change: &mut F,
+        companion: &mut C,
+    ) -> Result<Option<Carried>, E>
+    where
+        E: From<UpdateError>,
+        F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E>,
+        C: FnMut(&Preferences, &Preferences) -> Result<Option<TransactWriteItem>, E>,
+    {
+        let mut next = current.clone();
+        let events = change(&mut next)?;
+        if events.is_empty() && guards.is_empty() && next == current {
+            return Ok(Some(Carried {
+                before: current.clone(),
+                updated: Updated {
+                    prefs: current,
+                    changed: false,
+                },
+                companion: false,
+            }));
+        }
+        let mut extra = companion(&current, &next)?;
+        loop {
+            let mut saved = next.clone();
+            let outcome = self
+                .save_all(&mut saved, &events, guards, extra.as_ref(), now)
+                .await
+                .map_err(UpdateError::from)?;
+            return match outcome {
+                Saving::Done(SaveOutcome::Saved) => Ok(Some(Carried {
+                    before: current,
+                    updated: Updated {
+                        prefs: saved,
+                        changed: true,
+                    },
+                    companion: extra.is_some(),
+                })),
+                Saving::Done(SaveOutcome::Conflict) => Ok(None),
+                Saving::Done(SaveOutcome::GuardFailed) => Err(UpdateError::GuardFailed.into()),
+                // Written before (an earlier save claimed it): the change alone.
+                Saving::CompanionRefused => {
+                    extra = None;
+                    continue;
+                }
+            };
         }
     }
 
