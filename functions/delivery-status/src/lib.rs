@@ -21,10 +21,17 @@
 //! run completes it without counting anything twice.
 
 pub mod answer;
+pub mod ports;
+
+#[cfg(test)]
+mod fakes;
+#[cfg(test)]
+mod tests;
 
 use aws_lambda_events::event::sns::{SnsEvent, SnsMessage};
 use jiff::Timestamp;
 use lambda_runtime::Diagnostic;
+use ports::{HardFailureRuns, NumberPreferences, ReceiptStatuses, ReceiptTargets, SpendCounters};
 use sms_shared::metrics::MetricSet;
 use sms_shared::phone::mask;
 use sms_shared::store::log::counter_ids;
@@ -78,20 +85,33 @@ pub enum RecordOutcome {
     Malformed,
 }
 
-/// The function's state, built once per cold start.
-pub struct DeliveryStatus {
-    log: LogStore,
-    prefs: PreferencesStore,
+/// The function's state, built once per cold start: the log (receipts, prices, hard-failure
+/// runs) and the preferences, behind the [`ports`] the handler uses.
+pub struct DeliveryStatus<L = LogStore, P = PreferencesStore> {
+    log: L,
+    prefs: P,
     clock: Arc<dyn Clock>,
 }
 
 impl DeliveryStatus {
+    /// The handler on the DynamoDB tables of `config` (what `main` runs, and the integration
+    /// tests with it).
     pub fn new(config: &Config, dynamodb: DynamoClient, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            log: LogStore::new(dynamodb.clone(), &config.tables.log),
-            prefs: PreferencesStore::new(dynamodb, &config.tables.preferences),
+        Self::with_stores(
+            LogStore::new(dynamodb.clone(), &config.tables.log),
+            PreferencesStore::new(dynamodb, &config.tables.preferences),
             clock,
-        }
+        )
+    }
+}
+
+impl<L, P> DeliveryStatus<L, P>
+where
+    L: ReceiptTargets + ReceiptStatuses + SpendCounters + HardFailureRuns,
+    P: NumberPreferences,
+{
+    pub fn with_stores(log: L, prefs: P, clock: Arc<dyn Clock>) -> Self {
+        Self { log, prefs, clock }
     }
 
     /// Handles one SNS event. `Err` only for transient faults (Lambda retries the event).
