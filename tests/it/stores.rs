@@ -7,11 +7,12 @@ use aws_sdk_dynamodb::types::{
 };
 use futures_util::future::join_all;
 use integration_tests::TestEnv;
+use integration_tests::stack::{self, table_specs};
 use jiff::{SignedDuration, Timestamp};
 use sms_shared::kinds::{MessageClass, MessageKind};
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::store::log::{StatusChange, counter_ids};
-use sms_shared::store::schema::{self, LOG_KEY, VERIFICATION_KEY, table_specs};
+use sms_shared::store::schema::{self, LOG_KEY, VERIFICATION_KEY};
 use sms_shared::store::{
     Bounded, Claim, CodeRecord, Counters, Finish, LogRecord, LogStatus, LogStore, NewLogRecord,
     PreferencesStore, PutCode, Related, SaveOutcome, VerificationStore,
@@ -1831,10 +1832,10 @@ async fn create_tables_twice_is_fine_and_keeps_the_data() {
             .await
             .expect("claim"),
     );
-    schema::create_tables(&env.dynamodb, &env.tables)
+    stack::create_tables(&env.dynamodb, &env.tables)
         .await
         .expect("second create");
-    schema::create_tables(&env.dynamodb, &env.tables)
+    stack::create_tables(&env.dynamodb, &env.tables)
         .await
         .expect("third create");
     assert_eq!(get_log(&log, "req-1").await.status, LogStatus::Pending);

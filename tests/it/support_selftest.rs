@@ -11,9 +11,9 @@ use aws_sdk_pinpointsmsvoicev2::types::{
     ServiceQuotaExceededExceptionReason, ValidationExceptionReason,
 };
 use integration_tests::local_stack::create_local_stack;
+use integration_tests::stack::create_tables;
 use integration_tests::{Behavior, SmsStub, TestEnv, moto_endpoint, sdk_config};
 use sms_shared::config::TableNames;
-use sms_shared::store::schema::create_tables;
 use std::time::{Duration, Instant};
 
 const TO: &str = "+14155550123";

@@ -1,19 +1,20 @@
 //! `template.yaml` must declare what the local stack creates and what the functions read:
-//! the tables with their keys, indexes and TTL attributes (`table_specs`), the queues with
-//! their dead-letter queues and receive count (`create_queues`; the timings, which follow from
+//! the tables with their keys, indexes and TTL attributes (`stack::table_specs` of the test
+//! support), the queues with their dead-letter queues and receive count
+//! (`stack::create_queues`; the timings, which follow from
 //! the rate, are `send_timings.rs`'s), the SNS topics,
 //! and every environment variable of `Config` (`ENV_VARS`). No network, no moto: the
 //! template is read as YAML, with CloudFormation's short tags (`!Ref`, `!GetAtt`, `!Sub`)
 //! kept as tagged values.
 
 use integration_tests::local_stack::{DELIVERY_TOPIC, INBOUND_TOPIC, LocalStack};
+use integration_tests::stack::{MAX_RECEIVE_COUNT, QueueUrls, TableSpec, table_specs};
 use integration_tests::template::{
     as_u64, function_env, functions, get_att, global_env, global_ref, of_type, ref_target,
     repo_root, resource, sub_string, template,
 };
 use serde_norway::Value;
 use sms_shared::config::{ENV_VARS, TableNames};
-use sms_shared::store::schema::{MAX_RECEIVE_COUNT, QueueUrls, TableSpec, table_specs};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The queue names `create_queues` gives (before the prefix): each has a `-dlq`.

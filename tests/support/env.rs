@@ -1,10 +1,10 @@
 //! A fresh set of tables and queues per test.
 
+use crate::stack::{QueueUrls, create_queues, create_tables};
 use crate::{moto::moto_endpoint, sdk_config};
 use aws_config::SdkConfig;
 use sms_shared::Config;
 use sms_shared::config::TableNames;
-use sms_shared::store::schema::{QueueUrls, create_queues, create_tables};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

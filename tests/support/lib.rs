@@ -1,7 +1,8 @@
 //! Support for the integration tests: one moto server per test process ([`moto`]), SDK
 //! configuration that can only reach local servers ([`aws`]), fresh tables and queues per
-//! test ([`env`]), an HTTP stub of the End User Messaging SMS API ([`sms_stub`]) and the
-//! local stack that `make dev` and the `local-stack` binary create ([`local_stack`]).
+//! test ([`env`], created by [`stack`]), an HTTP stub of the End User Messaging SMS API
+//! ([`sms_stub`]) and the local stack that `make dev` and the `local-stack` binary create
+//! ([`local_stack`]).
 //!
 //! Every test gets its own names (moto's reset is global), so tests run in parallel with no
 //! leakage between them:
@@ -31,6 +32,7 @@ pub mod runtime_api;
 pub mod sender_fixture;
 pub mod sms_stub;
 pub mod sqs;
+pub mod stack;
 pub mod template;
 
 pub use aws::{TEST_REGION, sdk_config};

@@ -2,9 +2,9 @@
 //! idempotently.
 //! The `local-stack` binary runs [`create_local_stack`] and prints [`LocalStack::env_lines`].
 
+use crate::stack::{QueueUrls, create_queues, create_tables};
 use aws_config::SdkConfig;
 use sms_shared::config::TableNames;
-use sms_shared::store::schema::{QueueUrls, create_queues, create_tables};
 use std::fmt;
 
 /// Topic the configuration set's event destination publishes delivery receipts to.
