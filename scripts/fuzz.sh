@@ -35,8 +35,8 @@ else
     mapfile -t targets < <(cargo fuzz list)
 fi
 
-# The first build compiles the dependency tree (AWS SDK included) with coverage
-# instrumentation: about 15 minutes on 2 busy cores; later builds take seconds.
+# The first build compiles the dependency tree (sms-core only, no AWS SDK) with coverage
+# instrumentation: about 5 minutes on 2 busy cores; later builds take seconds.
 echo "==> cargo fuzz build (${#targets[@]} targets)"
 cargo fuzz build --sanitizer none
 

@@ -1,9 +1,9 @@
-//! `DeliveryEvent::parse` (delivery-status) on any SNS message text: never a panic, and an
+//! `DeliveryEvent::parse` (`sms_core::receipt`, used by delivery-status) on any SNS message text: never a panic, and an
 //! accepted event has sane values.
 #![no_main]
 
-use delivery_status::DeliveryEvent;
 use libfuzzer_sys::fuzz_target;
+use sms_core::receipt::DeliveryEvent;
 
 fuzz_target!(|data: &[u8]| {
     let message = String::from_utf8_lossy(data);

@@ -8,7 +8,7 @@ use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sms_shared::http::{non_null, nullable, object_keys, parse_json, route_path};
+use sms_core::http::{non_null, nullable, object_keys, parse_json, route_path};
 
 #[derive(Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -1,10 +1,10 @@
-//! `InboundMessage::parse` (inbound-sms) on any SNS message text: never a panic; an accepted
+//! `InboundMessage::parse` (`sms_core::inbound`, used by inbound-sms) on any SNS message text: never a panic; an accepted
 //! message has a valid sender number and a clean id, and classifying it never panics either.
 #![no_main]
 
-use inbound_sms::InboundMessage;
 use libfuzzer_sys::fuzz_target;
-use sms_shared::keywords::classify;
+use sms_core::inbound::InboundMessage;
+use sms_core::keywords::classify;
 
 fuzz_target!(|data: &[u8]| {
     let message = String::from_utf8_lossy(data);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sms_shared::keywords::{Intent, classify};
+use sms_core::keywords::{Intent, classify};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

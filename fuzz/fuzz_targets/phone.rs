@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sms_shared::phone::{E164, mask};
+use sms_core::phone::{E164, mask};
 
 fuzz_target!(|data: &[u8]| {
     let input = String::from_utf8_lossy(data);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sms_shared::segments::{self, Encoding};
+use sms_core::segments::{self, Encoding};
 use std::borrow::Cow;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sms_shared::request::SendRequest;
+use sms_core::request::SendRequest;
 
 fuzz_target!(|data: &[u8]| {
     let body = String::from_utf8_lossy(data);

@@ -7,17 +7,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
-use sms_shared::config::Branding;
-use sms_shared::kinds::MessageKind;
-use sms_shared::segments;
-use sms_shared::template::{render, sanitize_text};
+use sms_core::kinds::MessageKind;
+use sms_core::segments;
+use sms_core::settings::Branding;
+use sms_core::template::{render, sanitize_text};
 use std::sync::LazyLock;
 
-static BRANDING: LazyLock<Branding> = LazyLock::new(|| {
-    sms_shared::Config::from_map(&Default::default())
-        .expect("the default configuration is valid")
-        .branding
-});
+/// The brand texts a configuration without `BRAND_NAME` & co. has.
+static BRANDING: LazyLock<Branding> = LazyLock::new(Branding::default);
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {

@@ -155,6 +155,7 @@ impl Config {
                 reason: "required when SMS_SENDER=eum".into(),
             });
         }
+        let brand = Branding::default();
         Ok(Self {
             tables: TableNames {
                 log: env.string("LOG_TABLE", "sms-log"),
@@ -180,12 +181,12 @@ impl Config {
                 },
             },
             branding: Branding {
-                brand_name: env.string("BRAND_NAME", "WordBattle"),
-                support_url: env.string("SUPPORT_URL", "https://example.com/help/sms"),
-                stop_footer: env.string("STOP_FOOTER", "Reply STOP to unsubscribe."),
-                frequency: env.string("MESSAGE_FREQUENCY", "Msg frequency varies"),
-                stop_footer_es: env.string("STOP_FOOTER_ES", "Responde STOP para cancelar."),
-                frequency_es: env.string("MESSAGE_FREQUENCY_ES", "La frecuencia de mensajes varía"),
+                brand_name: env.string("BRAND_NAME", &brand.brand_name),
+                support_url: env.string("SUPPORT_URL", &brand.support_url),
+                stop_footer: env.string("STOP_FOOTER", &brand.stop_footer),
+                frequency: env.string("MESSAGE_FREQUENCY", &brand.frequency),
+                stop_footer_es: env.string("STOP_FOOTER_ES", &brand.stop_footer_es),
+                frequency_es: env.string("MESSAGE_FREQUENCY_ES", &brand.frequency_es),
                 support_email: env.optional("SUPPORT_EMAIL"),
                 support_phone: env.optional("SUPPORT_PHONE"),
             },

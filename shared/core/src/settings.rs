@@ -18,6 +18,22 @@ pub struct Branding {
     pub support_phone: Option<String>,
 }
 
+/// The texts of local runs and tests; a deployment sets its own (`BRAND_NAME`, ...).
+impl Default for Branding {
+    fn default() -> Self {
+        Self {
+            brand_name: "WordBattle".into(),
+            support_url: "https://example.com/help/sms".into(),
+            stop_footer: "Reply STOP to unsubscribe.".into(),
+            frequency: "Msg frequency varies".into(),
+            stop_footer_es: "Responde STOP para cancelar.".into(),
+            frequency_es: "La frecuencia de mensajes varía".into(),
+            support_email: None,
+            support_phone: None,
+        }
+    }
+}
+
 /// Limits and cost caps (§7), money in micro-USD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
