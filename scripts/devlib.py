@@ -198,7 +198,7 @@ def answers(url: str) -> bool:
 
 
 def mask(number: str | None) -> str:
-    """+1415***0123, as the functions log numbers (shared/src/phone.rs `mask`)."""
+    """+1415***0123, as the functions log numbers (shared/core/src/phone.rs `mask`)."""
     if not number:
         return "(no number)"
     digits = [c for c in number if c.isdigit()]

@@ -174,7 +174,7 @@ class Samples(unittest.TestCase):
         self.assertEqual(send.function_of("sns-inbound-help.json"), "inbound-sms")
 
     def test_every_suppression_reason_has_a_hint(self):
-        with open(os.path.join(HERE, "..", "shared", "src", "consent.rs")) as f:
+        with open(os.path.join(HERE, "..", "shared", "core", "src", "consent.rs")) as f:
             source = f.read()
         start = source.index("pub fn as_str(self)")
         reasons = set(re.findall(r'=> "([a-z_]+)"', source[start:start + 2000]))

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Writes shared/src/phone/us_ca.xml: the US and Canada territories of the libphonenumber
+"""Writes shared/core/src/phone/us_ca.xml: the US and Canada territories of the libphonenumber
 metadata that the `phonenumber` crate in Cargo.lock ships, verbatim, with its licence header;
-then shared/src/phone/us_ca.postcard, the same loaded and encoded as the crate encodes its own
-database (a unit test of sms-shared does it, so the crate's own loader reads the XML).
+then shared/core/src/phone/us_ca.postcard, the same loaded and encoded as the crate encodes its own
+database (a unit test of sms-core does it, so the crate's own loader reads the XML).
 
 The functions parse US and Canadian numbers against this small database (about 2 ms to load)
-instead of the crate's whole one (about 100 ms of CPU on first use); see shared/src/phone.rs.
+instead of the crate's whole one (about 100 ms of CPU on first use); see shared/core/src/phone.rs.
 Run it again after updating the phonenumber crate: a unit test fails until the versions agree.
 """
 import json
@@ -15,7 +15,7 @@ import re
 import subprocess
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-OUT = ROOT / "shared" / "src" / "phone" / "us_ca.xml"
+OUT = ROOT / "shared" / "core" / "src" / "phone" / "us_ca.xml"
 
 meta = json.loads(subprocess.check_output(
     ["cargo", "metadata", "--format-version", "1", "--locked"], cwd=ROOT))
@@ -35,6 +35,6 @@ OUT.write_text(
     "<phoneNumberMetadata>\n  <territories>\n" + "".join(territories) + "  </territories>\n</phoneNumberMetadata>\n")
 print(f"wrote {OUT.relative_to(ROOT)}: {len(territories)} territories, {OUT.stat().st_size} bytes")
 subprocess.check_call(
-    ["cargo", "test", "--quiet", "--package", "sms-shared", "--lib", "us_ca_postcard_is_the_xml_cut_encoded"],
+    ["cargo", "test", "--quiet", "--package", "sms-core", "--lib", "us_ca_postcard_is_the_xml_cut_encoded"],
     cwd=ROOT, env={**os.environ, "UPDATE_US_CA_METADATA": "1"})
-print("wrote shared/src/phone/us_ca.postcard")
+print("wrote shared/core/src/phone/us_ca.postcard")

@@ -4,8 +4,8 @@
 use aws_lambda_events::event::sns::SnsEvent;
 use delivery_status::{DeliveryStatus, RecordOutcome};
 use inbound_sms::{
-    CONFIRMATION_LATE, CONFIRMATION_SEND_ALLOWANCE, CONFIRMATION_WINDOW, InboundError,
-    InboundOutcome, InboundSms,
+    CONFIRMATION_LATE, CONFIRMATION_SEND_ALLOWANCE, CONFIRMATION_WINDOW, DynamoInboundSms,
+    InboundError, InboundOutcome, InboundSms,
 };
 use integration_tests::conflict::lose_saves;
 use integration_tests::events::sns_event;
@@ -41,7 +41,7 @@ struct Fixture {
     prefs: PreferencesStore,
     log: LogStore,
     clock: Arc<ManualClock>,
-    handler: InboundSms<EumSender>,
+    handler: DynamoInboundSms<EumSender>,
     /// The handler's AWS calls, refused when its role in `template.yaml` does not allow them.
     calls: Recorder,
 }

@@ -43,17 +43,24 @@
 //! destination: no STOP is lost.
 
 pub mod answer;
+pub mod ports;
+
+#[cfg(test)]
+mod fakes;
+#[cfg(test)]
+mod tests;
 
 use aws_lambda_events::event::sns::{SnsEvent, SnsMessage};
 use jiff::{SignedDuration, Timestamp};
 use lambda_runtime::Diagnostic;
+use ports::{InboundMarkers, KeywordReplies, LogReplies, NumberPreferences};
 /// The parsed inbound message (core, so the fuzz crate needs no AWS).
 pub use sms_core::inbound::{InboundMessage, MalformedInbound};
 use sms_shared::config::{Branding, ProviderAnswers};
 use sms_shared::keywords::{self, Intent, ProviderKeyword};
 use sms_shared::locale::Locale;
 use sms_shared::metrics::MetricSet;
-use sms_shared::outbound::{self, Outbound, Sent};
+use sms_shared::outbound::{self, Sent};
 use sms_shared::phone::mask;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::segments;
@@ -61,6 +68,7 @@ use sms_shared::sms::{SmsError, SmsSender};
 use sms_shared::store::inbound::{InboundRecord, reply_log_id};
 use sms_shared::store::{
     Claim, DynamoClient, Finish, LogStore, NewReply, PreferencesStore, StoreError, UpdateError,
+    Updated,
 };
 use sms_shared::template;
 use sms_shared::{Clock, Config, MessageClass};
@@ -133,28 +141,57 @@ pub enum InboundOutcome {
     Malformed,
 }
 
-/// The function's state, built once per cold start.
-pub struct InboundSms<S> {
-    log: LogStore,
-    prefs: PreferencesStore,
-    sms: S,
+/// The function's state, built once per cold start: the processed-once markers, the
+/// preferences and the replies, behind the [`ports`] the handler uses.
+pub struct InboundSms<M, P, R> {
+    markers: M,
+    prefs: P,
+    replies: R,
     clock: Arc<dyn Clock>,
     branding: Branding,
     provider_answers: ProviderAnswers,
-    /// The lease of a reply's claim and attempt (longer than the function's timeout).
-    lease: SignedDuration,
 }
 
-impl<S: SmsSender> InboundSms<S> {
+/// The handler on the DynamoDB tables, sending through `S`.
+pub type DynamoInboundSms<S> = InboundSms<LogStore, PreferencesStore, LogReplies<S>>;
+
+impl<S: SmsSender> DynamoInboundSms<S> {
+    /// The handler on the DynamoDB tables of `config` (what `main` runs, and the integration
+    /// tests with it).
     pub fn new(config: &Config, dynamodb: DynamoClient, sms: S, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            log: LogStore::new(dynamodb.clone(), &config.tables.log),
-            prefs: PreferencesStore::new(dynamodb, &config.tables.preferences),
+        let log = LogStore::new(dynamodb.clone(), &config.tables.log);
+        let replies = LogReplies {
+            log: log.clone(),
             sms,
+            clock: clock.clone(),
+            lease: config.claim_lease,
+        };
+        let prefs = PreferencesStore::new(dynamodb, &config.tables.preferences);
+        Self::with_stores(config, log, prefs, replies, clock)
+    }
+}
+
+impl<M, P, R> InboundSms<M, P, R>
+where
+    M: InboundMarkers,
+    P: NumberPreferences,
+    R: KeywordReplies,
+{
+    /// The handler on any stores; its texts and who answers which keyword from `config`.
+    pub fn with_stores(
+        config: &Config,
+        markers: M,
+        prefs: P,
+        replies: R,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            markers,
+            prefs,
+            replies,
             clock,
             branding: config.branding.clone(),
             provider_answers: config.sms.provider_answers,
-            lease: config.claim_lease,
         }
     }
 
@@ -181,7 +218,7 @@ impl<S: SmsSender> InboundSms<S> {
             }
         };
         let id = message.inbound_message_id.as_str();
-        if self.log.inbound_processed(id).await? {
+        if self.markers.inbound_processed(id).await? {
             info!(
                 sns_message_id = sns_id,
                 inbound_message_id = id,
@@ -297,7 +334,7 @@ impl<S: SmsSender> InboundSms<S> {
         }
 
         let written = self
-            .log
+            .markers
             .record_inbound(
                 &InboundRecord {
                     inbound_message_id: id,
@@ -351,7 +388,7 @@ impl<S: SmsSender> InboundSms<S> {
         sent_at: Timestamp,
         inbound_id: &str,
         now: Timestamp,
-    ) -> Result<Vec<sms_shared::store::Updated>, InboundError> {
+    ) -> Result<Vec<Updated>, InboundError> {
         let updated = self
             .prefs
             .update_by_number(number, now, |p| {
@@ -387,19 +424,14 @@ impl<S: SmsSender> InboundSms<S> {
             None => return Ok(ReplyOutcome::NotSent),
         };
         let segments = segments::count(reply.body);
-        let outbound = Outbound {
-            log: &self.log,
-            sms: &self.sms,
-            clock: self.clock.as_ref(),
-            lease: self.lease,
-        };
         // The deadline as an instant of this process: no call starts after it, even when
         // recording the attempt took the time.
         let start_by = reply.deadline.map(|deadline| {
             let left = (deadline - now).max(SignedDuration::ZERO);
             Instant::now() + left.unsigned_abs()
         });
-        let sent = outbound
+        let sent = self
+            .replies
             .send(&outbound::Message {
                 id: reply.id,
                 token: &token,
@@ -444,7 +476,7 @@ impl<S: SmsSender> InboundSms<S> {
             body: reply.body,
             intent: reply.intent.as_str(),
         };
-        match self.log.claim_reply(&new, now, self.lease).await? {
+        match self.replies.claim(&new, now).await? {
             Claim::Claimed { token, .. } => Ok(Some(token)),
             Claim::Done(record) | Claim::SettledUnknown(record) => {
                 info!(
@@ -472,7 +504,7 @@ impl<S: SmsSender> InboundSms<S> {
             reason: CONFIRMATION_LATE,
             phone_number: Some(reply.number),
         };
-        self.log.finish(reply.id, &token, late, now).await?;
+        self.replies.finish(reply.id, &token, late, now).await?;
         warn!(
             inbound_message_id = reply.inbound_id,
             intent = reply.intent.as_str(),

@@ -1,0 +1,155 @@
+//! What the handler needs from the tables and the SMS provider, one small trait per use
+//! (CONVENTIONS, "Seams"): the DynamoDB stores of `sms-shared` implement them here, the
+//! in-memory fakes of the unit tests (`src/fakes.rs`) implement them too.
+
+use jiff::{SignedDuration, Timestamp};
+use sms_shared::Clock;
+use sms_shared::outbound::{self, Outbound, Sent};
+use sms_shared::preferences::{ConsentEvent, Preferences};
+use sms_shared::sms::SmsSender;
+use sms_shared::store::inbound::InboundRecord;
+use sms_shared::store::{
+    Claim, Finish, LogStore, NewReply, PreferencesStore, StoreError, UpdateError, Updated,
+};
+use std::sync::Arc;
+
+/// The processed-once marker of each inbound message (`inbound#<inboundMessageId>`).
+pub trait InboundMarkers: Send + Sync {
+    /// Whether the message was processed before (its marker exists).
+    fn inbound_processed(
+        &self,
+        inbound_message_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Writes the marker; `false` when another delivery wrote it first.
+    fn record_inbound(
+        &self,
+        record: &InboundRecord<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The users of a number: who they are, and changing them all by the one update protocol
+/// (`PreferencesStore::update_by_number`: conditional on the version read, `Contended` after
+/// losing too many races).
+pub trait NumberPreferences: Send + Sync {
+    fn find_by_phone(
+        &self,
+        e164: &str,
+    ) -> impl Future<Output = Result<Vec<Preferences>, StoreError>> + Send;
+
+    fn update_by_number<F>(
+        &self,
+        e164: &str,
+        now: Timestamp,
+        change: F,
+    ) -> impl Future<Output = Result<Vec<Updated>, UpdateError>> + Send
+    where
+        F: FnMut(&mut Preferences) -> Vec<ConsentEvent> + Send;
+}
+
+/// Keyword replies, sent once by the one send protocol (`sms_shared::outbound`,
+/// docs/exactly-once.md): claim the reply's log record, then either send it (attempt
+/// recorded, `SendTextMessage`, outcome recorded) or end it unsent.
+pub trait KeywordReplies: Send + Sync {
+    /// Claims `reply#<inboundMessageId>`. A reply in doubt is never sent again: the claim
+    /// ends it `unknown` (`SettledUnknown`).
+    fn claim(
+        &self,
+        reply: &NewReply<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Sends a claimed reply ([`Outbound::send`]). `Err` only when the attempt could not be
+    /// recorded, and then nothing was sent.
+    fn send(
+        &self,
+        message: &outbound::Message<'_>,
+    ) -> impl Future<Output = Result<Sent, StoreError>> + Send;
+
+    /// Ends a claimed reply without sending it; `false` when the claim was lost.
+    fn finish(
+        &self,
+        id: &str,
+        token: &str,
+        finish: Finish<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+impl InboundMarkers for LogStore {
+    fn inbound_processed(
+        &self,
+        inbound_message_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        LogStore::inbound_processed(self, inbound_message_id)
+    }
+
+    fn record_inbound(
+        &self,
+        record: &InboundRecord<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        LogStore::record_inbound(self, record, now)
+    }
+}
+
+impl NumberPreferences for PreferencesStore {
+    fn find_by_phone(
+        &self,
+        e164: &str,
+    ) -> impl Future<Output = Result<Vec<Preferences>, StoreError>> + Send {
+        PreferencesStore::find_by_phone(self, e164)
+    }
+
+    fn update_by_number<F>(
+        &self,
+        e164: &str,
+        now: Timestamp,
+        change: F,
+    ) -> impl Future<Output = Result<Vec<Updated>, UpdateError>> + Send
+    where
+        F: FnMut(&mut Preferences) -> Vec<ConsentEvent> + Send,
+    {
+        PreferencesStore::update_by_number(self, e164, now, change)
+    }
+}
+
+/// Replies on the log table, sent through `sms`.
+pub struct LogReplies<S> {
+    pub log: LogStore,
+    pub sms: S,
+    pub clock: Arc<dyn Clock>,
+    /// The lease of a reply's claim and attempt (longer than the function's timeout).
+    pub lease: SignedDuration,
+}
+
+impl<S: SmsSender> KeywordReplies for LogReplies<S> {
+    fn claim(
+        &self,
+        reply: &NewReply<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        self.log.claim_reply(reply, now, self.lease)
+    }
+
+    async fn send(&self, message: &outbound::Message<'_>) -> Result<Sent, StoreError> {
+        let outbound = Outbound {
+            log: &self.log,
+            sms: &self.sms,
+            clock: self.clock.as_ref(),
+            lease: self.lease,
+        };
+        outbound.send(message).await
+    }
+
+    fn finish(
+        &self,
+        id: &str,
+        token: &str,
+        finish: Finish<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.log.finish(id, token, finish, now)
+    }
+}
