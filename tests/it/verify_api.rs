@@ -898,6 +898,33 @@ async fn every_verification_answer_takes_at_most_three_round_trips() {
         reply.status,
         &trips.take(),
     ));
+    // The provider refuses the code: its outcome and the budget given back in one round trip.
+    api.stub.push(Behavior::OptedOut);
+    let spend = sms_shared::store::log::counter_ids::month_code_spend(api.now());
+    let counters = sms_shared::store::Counters::new(
+        api.env.dynamodb.clone(),
+        api.env.tables.log.clone(),
+        sms_shared::store::schema::LOG_KEY,
+    );
+    let spent = || async {
+        counters
+            .get_many(std::slice::from_ref(&spend), api.now())
+            .await
+            .unwrap()[&spend]
+    };
+    let before = spent().await;
+    let reply = start(&api, "u-refused", "+16175550123").await;
+    reply.assert_error(400, "phone_opted_out");
+    rows.push(trips_row(
+        "start: refused by the provider, budget given back",
+        reply.status,
+        &trips.take(),
+    ));
+    assert_eq!(
+        spent().await,
+        before,
+        "the refused code's reservation is given back"
+    );
     println!("| request (status) | requests | sequential round trips | calls |");
     println!("|---|---|---|---|");
     for row in rows {

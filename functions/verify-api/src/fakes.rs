@@ -181,20 +181,14 @@ impl CodeIssue for Fake {
             token: "token".into(),
         })
     }
-
-    async fn release(&self, reservation: &Reservation) -> Result<(), StoreError> {
-        let mut world = self.world();
-        let counter = world
-            .counters
-            .entry(reservation.counter.clone())
-            .or_default();
-        *counter = counter.saturating_sub(reservation.micros);
-        Ok(())
-    }
 }
 
 impl CodeSend for Fake {
-    async fn send_code(&self, message: &Message<'_>) -> Result<Sent, StoreError> {
+    async fn send_code(
+        &self,
+        message: &Message<'_>,
+        budget: &Reservation,
+    ) -> Result<Sent, StoreError> {
         let mut world = self.world();
         Ok(match world.answers.pop_front() {
             None => {
@@ -216,10 +210,14 @@ impl CodeSend for Fake {
                     .push((message.to.to_owned(), message.body.to_owned()));
                 Sent::InDoubt { error }
             }
-            Some(error) => Sent::Refused {
-                error,
-                recorded: true,
-            },
+            Some(error) => {
+                let counter = world.counters.entry(budget.counter.clone()).or_default();
+                *counter = counter.saturating_sub(budget.micros);
+                Sent::Refused {
+                    error,
+                    recorded: true,
+                }
+            }
         })
     }
 

@@ -414,19 +414,22 @@ async fn start<P: FirstReads + CodeIssue + CodeSend>(
     // redelivery: a refused code ends `rejected` and the user asks for another.
     let sent = state
         .ports
-        .send_code(&outbound::Message {
-            id: &log_id,
-            token: &token,
-            to: number.as_str(),
-            body: &rendered.body,
-            log_body: &rendered.log_body,
-            segments: rendered.segments.segments,
-            encoding,
-            class: MessageClass::Transactional,
-            message_feedback: true,
-            redelivered: false,
-            start_by: None,
-        })
+        .send_code(
+            &outbound::Message {
+                id: &log_id,
+                token: &token,
+                to: number.as_str(),
+                body: &rendered.body,
+                log_body: &rendered.log_body,
+                segments: rendered.segments.segments,
+                encoding,
+                class: MessageClass::Transactional,
+                message_feedback: true,
+                redelivered: false,
+                start_by: None,
+            },
+            &budget,
+        )
         .await
         .map_err(|e| internal("recording the code's attempt failed", &e))?;
     let mut accepted = || {
@@ -459,11 +462,8 @@ async fn start<P: FirstReads + CodeIssue + CodeSend>(
             &"claim lost",
         )),
         Sent::Refused { error, .. } => {
+            // Refused: its budget reservation was given back.
             warn!(to = %number.masked(), log_id = %log_id, error_code = error.code(), "verification code not sent");
-            // Refused: nothing to pay for. Best effort.
-            if let Err(e) = state.ports.release(&budget).await {
-                warn!(error = %e, "giving back a code's budget reservation failed");
-            }
             match error {
                 SmsError::OptedOut => Err(ApiError::bad_request(
                     "phone_opted_out",

@@ -56,26 +56,24 @@ pub enum Issuing {
 }
 
 /// Port: a new code with its rate windows, budget reservation and log record, all or nothing
-/// (one transaction); and a reservation given back when the code did not go out.
+/// (one transaction).
 pub trait CodeIssue: Send + Sync {
     fn issue(
         &self,
         code: &NewCode<'_>,
         now: Timestamp,
     ) -> impl Future<Output = Result<Issuing, StoreError>> + Send;
-
-    fn release(
-        &self,
-        reservation: &Reservation,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Port: the code's SMS from its recorded attempt on (the one send protocol: send, record
 /// the outcome), the feedback that it arrived, and its provider message id.
 pub trait CodeSend: Send + Sync {
+    /// Sends the code and records the outcome; when the provider refuses it, also gives
+    /// `budget` back (best effort, alongside the outcome's write: nothing to pay for).
     fn send_code(
         &self,
         message: &Message<'_>,
+        budget: &Reservation,
     ) -> impl Future<Output = Result<Sent, StoreError>> + Send;
 
     fn report_received(

@@ -10,11 +10,13 @@ use sms_shared::kinds::{MessageClass, MessageKind};
 use sms_shared::opt_in::{self, Change, Claimed, ConfirmationSend, ConsentStore};
 use sms_shared::outbound::{Message, Outbound, Sent};
 use sms_shared::preferences::{ConsentEvent, Preferences};
-use sms_shared::sms::{SmsError, SmsSender};
+use sms_shared::sms::{OutboundSms, SentSms, SmsError, SmsSender};
 use sms_shared::store::fresh_attempt::FreshAttempt;
 use sms_shared::store::verification::{FirstRead, Issue, Issued, Reservation};
 use sms_shared::store::{Counters, LogStore, StoreError, UpdateError, VerificationStore};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use tracing::warn;
 
 /// The DynamoDB and SMS adapters of every port.
 pub struct Stores<S> {
@@ -87,19 +89,48 @@ impl<S: Send + Sync> CodeIssue for Stores<S> {
             },
         )
     }
+}
 
-    async fn release(&self, reservation: &Reservation) -> Result<(), StoreError> {
+impl<S> Stores<S> {
+    /// Gives a budget reservation back (best effort).
+    async fn release(&self, reservation: &Reservation) {
         let by = -i64::try_from(reservation.micros).unwrap_or(i64::MAX);
-        self.log_counters
+        if let Err(e) = self
+            .log_counters
             .add(&reservation.counter, by, reservation.keep_until)
             .await
-            .map(|_| ())
+        {
+            warn!(error = %e, "giving back a code's budget reservation failed");
+        }
     }
 }
 
 impl<S: SmsSender> CodeSend for Stores<S> {
-    async fn send_code(&self, message: &Message<'_>) -> Result<Sent, StoreError> {
-        self.outbound().send_recorded(message).await
+    async fn send_code(
+        &self,
+        message: &Message<'_>,
+        budget: &Reservation,
+    ) -> Result<Sent, StoreError> {
+        // The provider's answer is known before the outcome is written: a refusal gives the
+        // budget back while the outcome is written (one round trip, not two).
+        let (refused, answer) = oneshot::channel();
+        let watched = Watched {
+            sms: &self.sender,
+            refused: Mutex::new(Some(refused)),
+        };
+        let outbound = Outbound {
+            log: &self.log,
+            sms: &watched,
+            clock: self.clock.as_ref(),
+            lease: self.lease,
+        };
+        let release = async {
+            if answer.await == Ok(true) {
+                self.release(budget).await;
+            }
+        };
+        let (sent, ()) = tokio::join!(outbound.send_recorded(message), release);
+        sent
     }
 
     async fn report_received(&self, message_id: &str) -> Result<(), SmsError> {
@@ -151,6 +182,28 @@ impl<S: Send + Sync> PhoneVerification for Stores<S> {
         self.consent
             .change_guarded(user_id, now, read, std::slice::from_ref(&consume), change)
             .await
+    }
+}
+
+/// An SMS sender that says, as soon as the provider answers, whether it refused the message
+/// (an answer lost in transit is not a refusal: the message may be out).
+struct Watched<'a, S> {
+    sms: &'a S,
+    refused: Mutex<Option<oneshot::Sender<bool>>>,
+}
+
+impl<S: SmsSender> SmsSender for Watched<'_, S> {
+    async fn send(&self, sms: &OutboundSms<'_>) -> Result<SentSms, SmsError> {
+        let answer = self.sms.send(sms).await;
+        let refused = matches!(&answer, Err(e) if !matches!(e, SmsError::InDoubt { .. }));
+        if let Some(tell) = self.refused.lock().ok().and_then(|mut t| t.take()) {
+            let _ = tell.send(refused);
+        }
+        answer
+    }
+
+    async fn report_received(&self, message_id: &str) -> Result<(), SmsError> {
+        self.sms.report_received(message_id).await
     }
 }
 
