@@ -50,3 +50,14 @@ pub async fn load_preferences(
         }
     }
 }
+
+/// The request id a fault's answer quotes: API Gateway's, else the Lambda invocation's
+/// (`invocation`), else `-`. What both APIs' handlers answer with.
+pub fn quoted_request_id(
+    context: Option<&ApiGatewayV2httpRequestContext>,
+    invocation: Option<&str>,
+) -> String {
+    request_id(context)
+        .or_else(|| invocation.map(str::to_owned))
+        .unwrap_or_else(|| "-".to_owned())
+}

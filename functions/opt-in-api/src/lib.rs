@@ -176,9 +176,8 @@ pub async fn handler<P: Ports>(
         Some(RequestContext::ApiGatewayV2(context)) => Some(context),
         _ => None,
     };
-    let request_id = api::request_id(context)
-        .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
-        .unwrap_or_else(|| "-".to_owned());
+    let invocation = request.lambda_context_ref().map(|c| c.request_id.as_str());
+    let request_id = api::quoted_request_id(context, invocation);
     let path = request.raw_http_path();
     let result = route(state, &request, context).await;
     Ok(api::answer(request.method(), path, &request_id, result).map(Body::from))
