@@ -852,3 +852,49 @@ async fn every_preferences_answer_takes_at_most_three_round_trips() {
         println!("{row}");
     }
 }
+
+/// A grant whose confirmation record exists already (claimed by an earlier save: a
+/// verification racing this opt-in) is saved without it, in the same request, and nothing
+/// more is sent: the save's transaction, cancelled by the record's condition alone, goes
+/// again without the record.
+#[tokio::test]
+async fn an_opt_in_whose_confirmation_was_claimed_before_is_saved_and_sends_nothing() {
+    use sms_shared::preferences::Preferences;
+    use sms_shared::store::{LogStore, NewConfirmation};
+    let api = Api::new().await;
+    let number = "+14155550123";
+    let mut prefs = Preferences::new("u-c");
+    prefs.phone_number = Some(number.into());
+    prefs.phone_verified = true;
+    api.preferences_store()
+        .save(&mut prefs, &[], api.now())
+        .await
+        .unwrap();
+    // The confirmation of a grant made now, claimed already.
+    let id = sms_shared::opt_in::confirmation_log_id("u-c", api.now());
+    let log = LogStore::new(api.env.dynamodb.clone(), api.env.tables.log.clone());
+    let claim = NewConfirmation {
+        id: &id,
+        user_id: "u-c",
+        phone_number: number,
+        body: "claimed before",
+    };
+    log.claim_confirmation(&claim, api.now(), SignedDuration::from_mins(1))
+        .await
+        .unwrap();
+
+    let reply = api
+        .call(as_user(
+            "http-opt-in-post",
+            "u-c",
+            Some(json!({"action": "opt_in"})),
+        ))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let saved = api.prefs("u-c").await.unwrap();
+    assert!(saved.has_consent(), "the grant is saved");
+    assert_eq!(api.history("u-c").await.len(), 1);
+    assert!(api.stub.sent_to(number).is_empty(), "nothing sent twice");
+    let record = log.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.body.as_deref(), Some("claimed before"), "left alone");
+}

@@ -560,3 +560,48 @@ async fn a_grant_older_than_30_days_is_not_bound() {
     assert!(!t.fake().prefs.get("u-1").unwrap().consent.covers(NUMBER));
     assert!(t.fake().prefs.sent().is_empty());
 }
+
+#[tokio::test]
+async fn a_code_stored_by_a_concurrent_start_is_429_resend_too_soon() {
+    let t = Test::new();
+    // The first read finds no code in its cooldown; a concurrent start stores one before
+    // this start's transaction, whose condition refuses it.
+    pending(&t, "u-1", "123456");
+    let now = t.clock.now();
+    t.fake().after_read(move |code| {
+        code.resend_after_ms = (now + SignedDuration::from_secs(30)).as_millisecond();
+    });
+    let mut expired = t.fake().code("u-1").unwrap();
+    expired.resend_after_ms = now.as_millisecond();
+    t.fake().set_code(expired);
+    let reply = t.start("u-1", NUMBER).await;
+    reply.assert_error(429, "resend_too_soon");
+    assert_eq!(reply.retry_after.as_deref(), Some("30"));
+    assert!(t.fake().counters("rate#").is_empty(), "nothing counted");
+    assert!(t.fake().sms().is_empty());
+}
+
+#[tokio::test]
+async fn the_number_window_refuses_until_midnight_and_the_country_window_for_the_hour() {
+    let t = Test::new();
+    let day = "rate#number#+14155550123#2026-11-25";
+    t.fake().set_counter(day, 10);
+    let reply = t.start("u-1", NUMBER).await;
+    reply.assert_error(429, "rate_limited");
+    assert_eq!(
+        reply.retry_after.as_deref(),
+        Some("43200"),
+        "12:00 → midnight UTC"
+    );
+
+    let t = Test::new();
+    assert_eq!(t.start("u-1", NUMBER).await.status, 202);
+    let (country, _) = t.fake().counters("rate#country#US#").pop().unwrap();
+    t.fake()
+        .set_counter(&country, t.state.windows.per_country_per_hour);
+    let reply = t.start("u-2", "+13125550123").await;
+    reply.assert_error(429, "rate_limited");
+    assert_eq!(reply.retry_after.as_deref(), Some("3600"));
+    // Canada has a window of its own.
+    assert_eq!(t.start("u-3", "+14165550123").await.status, 202);
+}
