@@ -10,6 +10,10 @@
 //!   here under its old path, so a function may import a pure rule from either
 //!   `sms_shared::kinds` or `sms_core::kinds`: the same item.
 //!
+//! Cargo features keep SDKs out of the functions that do not call them: `sms` ([`sms`],
+//! [`outbound`], [`opt_in`]: every function that sends), `secretsmanager` ([`auth`],
+//! [`secrets`]: the two HTTP APIs) and `sqs` ([`request::enqueue`]: the sender).
+//!
 //! Here: the DynamoDB tables of DESIGN §9 ([`store`]); End User Messaging `SendTextMessage`
 //! and a console sender for local runs ([`sms`]); the one send protocol every function sends
 //! through (claim, record the attempt, send, finish: [`outbound`]) and the opt-in
@@ -18,15 +22,20 @@
 //! metrics ([`metrics`]), the SNS loop ([`sns`]), the lambda-facing parts of [`http`],
 //! [`request::enqueue`] (SQS), and [`config`] (one struct read from the environment).
 
+#[cfg(feature = "secretsmanager")]
 pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod http;
 pub mod metrics;
+#[cfg(feature = "sms")]
 pub mod opt_in;
+#[cfg(feature = "sms")]
 pub mod outbound;
 pub mod request;
+#[cfg(feature = "secretsmanager")]
 pub mod secrets;
+#[cfg(feature = "sms")]
 pub mod sms;
 pub mod sns;
 pub mod store;

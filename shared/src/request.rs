@@ -1,12 +1,14 @@
 //! The send request of the upstream SQS contract (DESIGN §6). Parsing and the typed builder
-//! are [`sms_core::request`], re-exported here; this module adds [`enqueue`], the one part
-//! that talks to SQS.
+//! are [`sms_core::request`], re-exported here; this module adds `enqueue` (feature `sqs`),
+//! the one part that talks to SQS.
 
 pub use sms_core::request::*;
 
+#[cfg(feature = "sqs")]
 use aws_sdk_sqs::Client as SqsClient;
 
 /// Enqueues a request on the queue of its class. Returns the SQS message id.
+#[cfg(feature = "sqs")]
 pub async fn enqueue(
     sqs: &SqsClient,
     queues: &Queues,
