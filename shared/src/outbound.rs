@@ -21,7 +21,7 @@
 use crate::clock::Clock;
 use crate::consent::SuppressReason;
 use crate::kinds::MessageClass;
-use crate::sms::{OutboundSms, SmsError, SmsSender};
+use crate::sms::{OutboundSms, SentSms, SmsError, SmsSender};
 use crate::store::{Attempt, Finish, LogStore, StoreError};
 use jiff::SignedDuration;
 use tokio::time::Instant;
@@ -117,31 +117,9 @@ impl<S: SmsSender> Outbound<'_, S> {
                 .unwrap_or(false);
             return Ok(Sent::TooLate { recorded });
         }
-        let sent = self
-            .sms
-            .send(&OutboundSms {
-                to: m.to,
-                body: m.body,
-                class: m.class,
-                log_id: m.id,
-                message_feedback: m.message_feedback,
-            })
-            .await;
-        let reason = sent
-            .as_ref()
-            .err()
-            .map(|e| format!("provider_{}", e.code()))
-            .unwrap_or_default();
-        let finish = match &sent {
-            Ok(sent) => Finish::Sent {
-                provider_message_id: &sent.message_id,
-                phone_number: m.to,
-                body: m.log_body,
-                segments: m.segments,
-                encoding: m.encoding,
-            },
-            Err(error) => refusal(error, &reason, m),
-        };
+        let sent = self.sms.send(&m.sms()).await;
+        let reason = refusal_reason(&sent);
+        let finish = recorded_as(&sent, &reason, m);
         let recorded = match self
             .log
             .finish(m.id, m.token, finish, self.clock.now())
@@ -176,6 +154,49 @@ impl<S: SmsSender> Outbound<'_, S> {
             }
             Err(error) => Sent::Refused { error, recorded },
         })
+    }
+}
+
+impl Message<'_> {
+    /// The SMS of step 3, with the log id as its `Context`.
+    pub fn sms(&self) -> OutboundSms<'_> {
+        OutboundSms {
+            to: self.to,
+            body: self.body,
+            class: self.class,
+            log_id: self.id,
+            message_feedback: self.message_feedback,
+        }
+    }
+}
+
+/// `provider_<code>` of a refusal (what a rejection records); empty for a success.
+pub fn refusal_reason(answer: &Result<SentSms, SmsError>) -> String {
+    answer
+        .as_ref()
+        .err()
+        .map(|e| format!("provider_{}", e.code()))
+        .unwrap_or_default()
+}
+
+/// The outcome the provider's answer to step 3 is recorded as (DESIGN §6): `sent` with its
+/// message id, or what the refusal says (`reason`: [`refusal_reason`]). One definition for
+/// both ways an outcome is written: alone ([`Outbound::send_recorded`]) or with the other
+/// outcomes of a batch (the sender, `store::send_batch`).
+pub fn recorded_as<'a>(
+    answer: &'a Result<SentSms, SmsError>,
+    reason: &'a str,
+    m: &Message<'a>,
+) -> Finish<'a> {
+    match answer {
+        Ok(sent) => Finish::Sent {
+            provider_message_id: &sent.message_id,
+            phone_number: m.to,
+            body: m.log_body,
+            segments: m.segments,
+            encoding: m.encoding,
+        },
+        Err(error) => refusal(error, reason, m),
     }
 }
 

@@ -22,7 +22,9 @@ use crate::kinds::{MessageClass, MessageKind};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, from_items};
@@ -248,19 +250,375 @@ fn history_entry(status: LogStatus, now: Timestamp, reason: Option<&str>) -> Att
     AttributeValue::L(vec![AttributeValue::M(entry)])
 }
 
-/// `#name` placeholders for attribute names (DynamoDB reserves hundreds of words).
-fn names(attributes: &[&str]) -> HashMap<String, String> {
-    attributes
-        .iter()
-        .map(|a| (format!("#{a}"), (*a).to_owned()))
-        .collect()
+/// One conditional update of a log record, as expressions: sent alone (`UpdateItem`, by the
+/// methods of [`LogStore`]) or as one item of a batch's transaction
+/// ([`super::send_batch`]). Both paths build it here, so a claim, an attempt or an outcome
+/// means the same write whichever way it travels. Every attribute goes through a `#name`
+/// placeholder: several are reserved words.
+#[derive(Debug, Clone)]
+pub struct LogUpdate {
+    pub(crate) id: String,
+    set: Vec<(String, String)>,
+    remove: Vec<&'static str>,
+    condition: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
 }
 
-fn add_names(mut request: UpdateItemFluentBuilder, attributes: &[&str]) -> UpdateItemFluentBuilder {
-    for a in attributes {
-        request = request.expression_attribute_names(format!("#{a}"), *a);
+impl LogUpdate {
+    fn new(id: &str, condition: &str) -> Self {
+        let mut update = Self {
+            id: id.to_owned(),
+            set: Vec::new(),
+            remove: Vec::new(),
+            condition: String::new(),
+            names: HashMap::new(),
+            values: HashMap::new(),
+        };
+        update.condition(condition);
+        update
     }
-    request
+
+    /// Registers the `#name` of every attribute an expression names.
+    fn name_all(&mut self, expression: &str) {
+        let mut rest = expression;
+        while let Some(start) = rest.find('#') {
+            let tail = &rest[start + 1..];
+            let end = tail
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(tail.len());
+            let name = &tail[..end];
+            self.names.insert(format!("#{name}"), name.to_owned());
+            rest = &tail[end..];
+        }
+    }
+
+    fn condition(&mut self, condition: &str) {
+        self.name_all(condition);
+        self.condition = condition.to_owned();
+    }
+
+    /// `SET #attribute = expression` (replacing an earlier `SET` of the same attribute).
+    fn set(&mut self, attribute: &str, expression: &str) -> &mut Self {
+        self.name_all(&format!("#{attribute} {expression}"));
+        self.set.retain(|(a, _)| a != attribute);
+        self.set.push((attribute.to_owned(), expression.to_owned()));
+        self
+    }
+
+    fn remove(&mut self, attribute: &'static str) -> &mut Self {
+        self.name_all(&format!("#{attribute}"));
+        self.remove.push(attribute);
+        self
+    }
+
+    fn value(&mut self, placeholder: &str, value: AttributeValue) -> &mut Self {
+        self.values.insert(placeholder.to_owned(), value);
+        self
+    }
+
+    fn expression(&self) -> String {
+        let set: Vec<String> = self
+            .set
+            .iter()
+            .map(|(a, e)| format!("#{a} = {e}"))
+            .collect();
+        let mut expression = format!("SET {}", set.join(", "));
+        let removed: Vec<&str> = self
+            .remove
+            .iter()
+            .copied()
+            .filter(|r| !self.set.iter().any(|(a, _)| a == r))
+            .collect();
+        if !removed.is_empty() {
+            let removed: Vec<String> = removed.iter().map(|r| format!("#{r}")).collect();
+            expression.push_str(&format!(" REMOVE {}", removed.join(", ")));
+        }
+        expression
+    }
+
+    /// This update as one item of a transaction on `table`; a failed condition returns the
+    /// item as it was (the cancellation reason carries it).
+    pub(crate) fn transact_item(&self, table: &str) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(table)
+            .key(LOG_KEY, s(&self.id))
+            .update_expression(self.expression())
+            .condition_expression(&self.condition)
+            .set_expression_attribute_names(Some(self.names.clone()))
+            .set_expression_attribute_values(Some(self.values.clone()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|_| StoreError::Malformed("log update"))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// This update as one `UpdateItem` request; a failed condition returns the item as it was.
+    pub(crate) fn update_item(&self, client: &Client, table: &str) -> UpdateItemFluentBuilder {
+        client
+            .update_item()
+            .table_name(table)
+            .key(LOG_KEY, s(&self.id))
+            .update_expression(self.expression())
+            .condition_expression(&self.condition)
+            .set_expression_attribute_names(Some(self.names.clone()))
+            .set_expression_attribute_values(Some(self.values.clone()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+    }
+}
+
+/// What a claim leaves: the record held for a lease, or (the sender, which decides before it
+/// claims) an outcome at once.
+#[derive(Debug, Clone, Copy)]
+pub enum ClaimTo<'a> {
+    /// `pending` under `token` until `now + lease`.
+    Pending {
+        token: &'a str,
+        lease: SignedDuration,
+    },
+    /// Straight to an outcome (`suppressed`, `expired`, `deferred`): no token is left.
+    Outcome(Finish<'a>),
+}
+
+/// The claim's write: creates the record, or takes over one whose previous claim ended
+/// without an outcome (see [`LogStore::claim`]).
+fn claim_update(
+    id: &str,
+    fields: Vec<(&'static str, AttributeValue)>,
+    in_doubt: InDoubt,
+    now: Timestamp,
+    to: ClaimTo<'_>,
+) -> LogUpdate {
+    let mut condition = String::from(
+        "attribute_not_exists(#id) OR (#status IN (:pending, :deferred, :retry) AND #leaseUntilMs <= :now)",
+    );
+    if in_doubt.resend {
+        // The takeover of an attempt in doubt that may be sent once more.
+        condition.push_str(
+            " OR (#status = :sending AND #leaseUntilMs <= :now AND #sendingAtMs <= :waited)",
+        );
+    }
+    let mut u = LogUpdate::new(id, &condition);
+    u.value(":pending", s(LogStatus::Pending.as_str()))
+        .value(":deferred", s(LogStatus::Deferred.as_str()))
+        .value(":retry", s(LogStatus::Retry.as_str()))
+        .value(":now", AttributeValue::N(ms(now).to_string()))
+        .value(":zero", number(0))
+        .value(":one", number(1))
+        .value(":empty", AttributeValue::L(vec![]));
+    if in_doubt.resend {
+        u.value(":sending", s(LogStatus::Sending.as_str())).value(
+            ":waited",
+            AttributeValue::N(ms(now - in_doubt.wait).to_string()),
+        );
+    }
+    u.set("createdAtMs", "if_not_exists(#createdAtMs, :now)")
+        .set("updatedAtMs", ":now")
+        .set("attempts", "if_not_exists(#attempts, :zero) + :one");
+    for (i, (name, value)) in fields.into_iter().enumerate() {
+        u.set(name, &format!(":f{i}"))
+            .value(&format!(":f{i}"), value);
+    }
+    let (status, reason) = match to {
+        ClaimTo::Pending { token, lease } => {
+            u.set("status", ":pending")
+                .set("leaseUntilMs", ":lease")
+                .set("claimToken", ":token")
+                .value(":lease", AttributeValue::N(ms(now + lease).to_string()))
+                .value(":token", s(token));
+            (LogStatus::Pending, None)
+        }
+        ClaimTo::Outcome(finish) => finish_parts(&mut u, finish, now),
+    };
+    u.set(
+        "statusHistory",
+        "list_append(if_not_exists(#statusHistory, :empty), :change)",
+    )
+    .value(":change", history_entry(status, now, reason));
+    u
+}
+
+/// The attempt's write (see [`LogStore::begin_send`]).
+fn begin_send_update(
+    id: &str,
+    token: &str,
+    attempt: &Attempt<'_>,
+    now: Timestamp,
+    lease: SignedDuration,
+) -> LogUpdate {
+    let mut u = LogUpdate::new(id, "#claimToken = :token AND #status = :pending");
+    u.set("status", ":sending")
+        .set("sendingAtMs", ":now")
+        .set("updatedAtMs", ":now")
+        .set("leaseUntilMs", ":lease")
+        .set("sendAttempts", "if_not_exists(#sendAttempts, :zero) + :one")
+        .set("phoneNumber", ":phone")
+        .set("body", ":body")
+        .set("segments", ":segments")
+        .set("encoding", ":encoding")
+        .set("statusHistory", "list_append(#statusHistory, :change)")
+        .value(":sending", s(LogStatus::Sending.as_str()))
+        .value(":pending", s(LogStatus::Pending.as_str()))
+        .value(":token", s(token))
+        .value(":now", AttributeValue::N(ms(now).to_string()))
+        .value(":lease", AttributeValue::N(ms(now + lease).to_string()))
+        .value(":zero", number(0))
+        .value(":one", number(1))
+        .value(":phone", s(attempt.phone_number))
+        .value(":body", s(attempt.body))
+        .value(":segments", number(u64::from(attempt.segments)))
+        .value(":encoding", s(attempt.encoding))
+        .value(":change", history_entry(LogStatus::Sending, now, None));
+    u
+}
+
+/// The outcome's write (see [`LogStore::finish`]).
+fn finish_update(id: &str, token: &str, finish: Finish<'_>, now: Timestamp) -> LogUpdate {
+    let mut u = LogUpdate::new(
+        id,
+        "#claimToken = :token AND #status IN (:pending, :sending)",
+    );
+    u.value(":token", s(token))
+        .value(":pending", s(LogStatus::Pending.as_str()))
+        .value(":sending", s(LogStatus::Sending.as_str()));
+    let (status, reason) = finish_parts(&mut u, finish, now);
+    u.set("statusHistory", "list_append(#statusHistory, :change)")
+        .value(":change", history_entry(status, now, reason));
+    u
+}
+
+/// What an outcome sets (status, time, reason and the outcome's own fields) and removes (the
+/// claim's token, but for an attempt in doubt, which keeps it). Returns the status and the
+/// reason its history entry records.
+fn finish_parts<'a>(
+    u: &mut LogUpdate,
+    finish: Finish<'a>,
+    now: Timestamp,
+) -> (LogStatus, Option<&'a str>) {
+    let status = finish.status();
+    u.set("status", ":status")
+        .set("updatedAtMs", ":now")
+        .value(":status", s(status.as_str()))
+        .value(":now", AttributeValue::N(ms(now).to_string()));
+    let mut reason = None;
+    let mut keep_token = false;
+    match finish {
+        Finish::Sent {
+            provider_message_id,
+            phone_number,
+            body,
+            segments,
+            encoding,
+        } => {
+            u.set("providerMessageId", ":mid")
+                .set("phoneNumber", ":phone")
+                .set("body", ":body")
+                .set("segments", ":segments")
+                .set("encoding", ":encoding")
+                .remove("errorCode")
+                .remove("errorMessage")
+                .value(":mid", s(provider_message_id))
+                .value(":phone", s(phone_number))
+                .value(":body", s(body))
+                .value(":segments", number(u64::from(segments)))
+                .value(":encoding", s(encoding));
+        }
+        Finish::Suppressed {
+            reason: why,
+            phone_number,
+        } => {
+            reason = Some(why);
+            if let Some(phone) = phone_number {
+                u.set("phoneNumber", ":phone").value(":phone", s(phone));
+            }
+        }
+        Finish::Rejected { reason: why } => reason = Some(why),
+        Finish::Expired => reason = Some("not_after_passed"),
+        Finish::Deferred { until } => {
+            reason = Some("quiet_hours");
+            u.set("leaseUntilMs", ":until")
+                .value(":until", AttributeValue::N(ms(until).to_string()));
+        }
+        Finish::Retry {
+            error_code,
+            error_message,
+        }
+        | Finish::InDoubt {
+            error_code,
+            error_message,
+        } => {
+            // Retry: claimable at once. In doubt: still `sending`, the claim kept, the
+            // lease over now (the takeover waits from `sendingAtMs`).
+            let lease_end = if status == LogStatus::Retry {
+                AttributeValue::N("0".into())
+            } else {
+                keep_token = true;
+                reason = Some("answer_lost");
+                AttributeValue::N(ms(now).to_string())
+            };
+            u.set("leaseUntilMs", ":leaseEnd")
+                .set("errorCode", ":code")
+                .set("errorMessage", ":message")
+                .value(":leaseEnd", lease_end)
+                .value(":code", s(error_code))
+                .value(":message", s(error_message));
+        }
+    }
+    if !keep_token {
+        u.remove("claimToken");
+    }
+    if let Some(why) = reason {
+        u.set("reason", ":reason").value(":reason", s(why));
+    }
+    (status, reason)
+}
+
+/// Whether a failed outcome write still counts: `Sent` after a receipt already moved the
+/// record on (`sent`, `delivered`, ...) under this claim (the receipt said it first).
+/// `old` is the item the failed condition found.
+pub(crate) fn receipt_said_it_first(
+    status: LogStatus,
+    token: &str,
+    old: Option<&HashMap<String, AttributeValue>>,
+) -> bool {
+    let ours = old.is_some_and(|item| {
+        item.get("claimToken").and_then(|v| v.as_s().ok()) == Some(&token.to_owned())
+    });
+    let receipted = old
+        .and_then(|item| item.get("status"))
+        .and_then(|v| v.as_s().ok())
+        .is_some_and(|s| {
+            [
+                LogStatus::Sent,
+                LogStatus::Delivered,
+                LogStatus::Undelivered,
+            ]
+            .iter()
+            .any(|st| st.as_str() == s)
+        });
+    status == LogStatus::Sent && ours && receipted
+}
+
+/// The fields a send request's claim writes.
+fn request_fields(record: &NewLogRecord<'_>) -> Vec<(&'static str, AttributeValue)> {
+    let class = match record.kind.class() {
+        MessageClass::Promotional => "promotional",
+        MessageClass::Transactional => "transactional",
+    };
+    let mut fields = vec![("kind", s(record.kind.as_str())), ("class", s(class))];
+    if let Some(user) = record.user_id {
+        fields.push(("userId", s(user)));
+    }
+    if let Some(related) = record.related {
+        fields.push((
+            "related",
+            AttributeValue::M(HashMap::from([
+                ("type".to_owned(), s(related.kind.clone())),
+                ("id".to_owned(), s(related.id.clone())),
+            ])),
+        ));
+    }
+    fields
 }
 
 impl LogStore {
@@ -279,11 +637,52 @@ impl LogStore {
         self
     }
 
-    fn update(&self, id: &str) -> UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key(LOG_KEY, s(id))
+    /// What a takeover of a request of `kind` does with an attempt in doubt (DESIGN §6).
+    fn in_doubt(&self, kind: MessageKind) -> InDoubt {
+        InDoubt {
+            resend: kind.class() == MessageClass::Transactional,
+            wait: self.takeover_wait,
+        }
+    }
+
+    /// The write of [`LogStore::claim`], or of a claim that ends at once in an outcome: for a
+    /// batch's transaction ([`super::send_batch`]).
+    pub fn claim_update(
+        &self,
+        record: &NewLogRecord<'_>,
+        now: Timestamp,
+        to: ClaimTo<'_>,
+    ) -> LogUpdate {
+        claim_update(
+            record.id,
+            request_fields(record),
+            self.in_doubt(record.kind),
+            now,
+            to,
+        )
+    }
+
+    /// The write of [`LogStore::begin_send`], for a batch's transaction.
+    pub fn begin_send_update(
+        &self,
+        id: &str,
+        token: &str,
+        attempt: &Attempt<'_>,
+        now: Timestamp,
+        lease: SignedDuration,
+    ) -> LogUpdate {
+        begin_send_update(id, token, attempt, now, lease)
+    }
+
+    /// The write of [`LogStore::finish`], for a batch's transaction.
+    pub fn finish_update(
+        &self,
+        id: &str,
+        token: &str,
+        finish: Finish<'_>,
+        now: Timestamp,
+    ) -> LogUpdate {
+        finish_update(id, token, finish, now)
     }
 
     /// Claims a request for `lease`: creates the record, or takes over one whose previous
@@ -298,29 +697,14 @@ impl LogStore {
         now: Timestamp,
         lease: SignedDuration,
     ) -> Result<Claim, StoreError> {
-        let class = match record.kind.class() {
-            MessageClass::Promotional => "promotional",
-            MessageClass::Transactional => "transactional",
-        };
-        let mut fields = vec![("kind", s(record.kind.as_str())), ("class", s(class))];
-        if let Some(user) = record.user_id {
-            fields.push(("userId", s(user)));
-        }
-        if let Some(related) = record.related {
-            fields.push((
-                "related",
-                AttributeValue::M(HashMap::from([
-                    ("type".to_owned(), s(related.kind.clone())),
-                    ("id".to_owned(), s(related.id.clone())),
-                ])),
-            ));
-        }
-        let in_doubt = InDoubt {
-            resend: record.kind.class() == MessageClass::Transactional,
-            wait: self.takeover_wait,
-        };
-        self.claim_item(record.id, fields, in_doubt, now, lease)
-            .await
+        self.claim_item(
+            record.id,
+            request_fields(record),
+            self.in_doubt(record.kind),
+            now,
+            lease,
+        )
+        .await
     }
 
     /// [`LogStore::claim`] for the reply to an inbound message. A reply in doubt is never
@@ -381,61 +765,19 @@ impl LogStore {
         lease: SignedDuration,
     ) -> Result<Claim, StoreError> {
         let token = claim_token();
-        let mut set = String::from(
-            "SET #status = :pending, \
-             #createdAtMs = if_not_exists(#createdAtMs, :now), #updatedAtMs = :now, \
-             #leaseUntilMs = :lease, #claimToken = :token, \
-             #attempts = if_not_exists(#attempts, :zero) + :one, \
-             #statusHistory = list_append(if_not_exists(#statusHistory, :empty), :change)",
+        let update = claim_update(
+            id,
+            fields,
+            in_doubt,
+            now,
+            ClaimTo::Pending {
+                token: &token,
+                lease,
+            },
         );
-        let mut condition = String::from(
-            "attribute_not_exists(#id) OR (#status IN (:pending, :deferred, :retry) AND #leaseUntilMs <= :now)",
-        );
-        let mut request = self
-            .update(id)
-            .set_expression_attribute_names(Some(names(&[
-                "id",
-                "status",
-                "createdAtMs",
-                "updatedAtMs",
-                "leaseUntilMs",
-                "claimToken",
-                "attempts",
-                "statusHistory",
-            ])))
-            .expression_attribute_values(":pending", s(LogStatus::Pending.as_str()))
-            .expression_attribute_values(":deferred", s(LogStatus::Deferred.as_str()))
-            .expression_attribute_values(":retry", s(LogStatus::Retry.as_str()))
-            .expression_attribute_values(":now", AttributeValue::N(ms(now).to_string()))
-            .expression_attribute_values(":lease", AttributeValue::N(ms(now + lease).to_string()))
-            .expression_attribute_values(":token", s(token.clone()))
-            .expression_attribute_values(":zero", number(0))
-            .expression_attribute_values(":one", number(1))
-            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
-            .expression_attribute_values(":change", history_entry(LogStatus::Pending, now, None))
+        match update
+            .update_item(&self.client, &self.table)
             .return_values(ReturnValue::UpdatedNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if in_doubt.resend {
-            // The takeover of an attempt in doubt that may be sent once more.
-            condition.push_str(
-                " OR (#status = :sending AND #leaseUntilMs <= :now AND #sendingAtMs <= :waited)",
-            );
-            request = add_names(request, &["sendingAtMs"])
-                .expression_attribute_values(":sending", s(LogStatus::Sending.as_str()))
-                .expression_attribute_values(
-                    ":waited",
-                    AttributeValue::N(ms(now - in_doubt.wait).to_string()),
-                );
-        }
-        for (i, (name, value)) in fields.into_iter().enumerate() {
-            set.push_str(&format!(", #f{i} = :f{i}"));
-            request = request
-                .expression_attribute_names(format!("#f{i}"), name)
-                .expression_attribute_values(format!(":f{i}"), value);
-        }
-        match request
-            .condition_expression(condition)
-            .update_expression(set)
             .send()
             .await
         {
@@ -460,6 +802,18 @@ impl LogStore {
             }
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// The answer to a claim of a request of `kind` whose condition failed on `existing` (the
+    /// item a batch's transaction returned): busy, done, or the takeover of an attempt in
+    /// doubt, exactly as [`LogStore::claim`] answers.
+    pub async fn answer_failed_claim(
+        &self,
+        existing: LogRecord,
+        kind: MessageKind,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        self.taken(existing, self.in_doubt(kind), now).await
     }
 
     /// The answer to a claim of a record someone else holds or finished.
@@ -492,57 +846,63 @@ impl LogStore {
             });
         }
         match self.settle_unknown(&existing, now).await? {
-            Some(settled) => Ok(Claim::SettledUnknown(Box::new(settled))),
+            Ok(settled) => Ok(Claim::SettledUnknown(Box::new(settled))),
             // A receipt or another takeover got there first: what it wrote is the answer.
-            None => match self.get(&existing.id).await? {
-                Some(record) if !record.status.is_claimable() => Ok(Claim::Done(Box::new(record))),
-                _ => Ok(Claim::Busy {
-                    until_ms: ms(now),
-                    status: LogStatus::Sending,
-                }),
-            },
+            Err(Some(record)) if !record.status.is_claimable() => Ok(Claim::Done(Box::new(record))),
+            Err(_) => Ok(Claim::Busy {
+                until_ms: ms(now),
+                status: LogStatus::Sending,
+            }),
         }
     }
 
-    /// Ends an attempt in doubt `unknown`, if it is still the attempt read. `None` when it
-    /// moved meanwhile.
+    /// Ends an attempt in doubt `unknown`, if it is still the attempt read. `Err` with the
+    /// record as it now is when it moved meanwhile (`None`: no longer there).
     async fn settle_unknown(
         &self,
         existing: &LogRecord,
         now: Timestamp,
-    ) -> Result<Option<LogRecord>, StoreError> {
+    ) -> Result<Result<LogRecord, Option<LogRecord>>, StoreError> {
         let reason = "no_receipt_after_lost_answer";
-        let result = self
-            .update(&existing.id)
-            .update_expression(
-                "SET #status = :unknown, #reason = :reason, #updatedAtMs = :now, \
-                 #statusHistory = list_append(#statusHistory, :change) REMOVE #claimToken",
-            )
-            .condition_expression("#status = :sending AND #sendAttempts = :attempts")
-            .set_expression_attribute_names(Some(names(&[
-                "status",
-                "reason",
-                "updatedAtMs",
-                "statusHistory",
-                "claimToken",
-                "sendAttempts",
-            ])))
-            .expression_attribute_values(":unknown", s(LogStatus::Unknown.as_str()))
-            .expression_attribute_values(":sending", s(LogStatus::Sending.as_str()))
-            .expression_attribute_values(":reason", s(reason))
-            .expression_attribute_values(":now", AttributeValue::N(ms(now).to_string()))
-            .expression_attribute_values(":attempts", number(u64::from(existing.send_attempts)))
-            .expression_attribute_values(
+        let mut u = LogUpdate::new(
+            &existing.id,
+            "#status = :sending AND #sendAttempts = :attempts",
+        );
+        u.set("status", ":unknown")
+            .set("reason", ":reason")
+            .set("updatedAtMs", ":now")
+            .set("statusHistory", "list_append(#statusHistory, :change)")
+            .remove("claimToken")
+            .value(":unknown", s(LogStatus::Unknown.as_str()))
+            .value(":sending", s(LogStatus::Sending.as_str()))
+            .value(":reason", s(reason))
+            .value(":now", AttributeValue::N(ms(now).to_string()))
+            .value(":attempts", number(u64::from(existing.send_attempts)))
+            .value(
                 ":change",
                 history_entry(LogStatus::Unknown, now, Some(reason)),
-            )
+            );
+        let result = u
+            .update_item(&self.client, &self.table)
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        Ok(written(result)?
-            .and_then(|out| out.attributes)
-            .map(from_item)
-            .transpose()?)
+        match result {
+            Ok(out) => {
+                let item = out
+                    .attributes
+                    .ok_or(StoreError::Malformed("settled record returned no item"))?;
+                Ok(Ok(from_item(item)?))
+            }
+            Err(err) if condition_failed(&err) => {
+                let now_is = match err.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(e) => e.item,
+                    _ => None,
+                };
+                Ok(Err(now_is.map(from_item).transpose()?))
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Records the attempt of a claimed request before `SendTextMessage` is called: `sending`,
@@ -556,43 +916,8 @@ impl LogStore {
         now: Timestamp,
         lease: SignedDuration,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .update(id)
-            .update_expression(
-                "SET #status = :sending, #sendingAtMs = :now, #updatedAtMs = :now, \
-                 #leaseUntilMs = :lease, #sendAttempts = if_not_exists(#sendAttempts, :zero) + :one, \
-                 #phoneNumber = :phone, #body = :body, #segments = :segments, \
-                 #encoding = :encoding, #statusHistory = list_append(#statusHistory, :change)",
-            )
-            .condition_expression("#claimToken = :token AND #status = :pending")
-            .set_expression_attribute_names(Some(names(&[
-                "status",
-                "sendingAtMs",
-                "updatedAtMs",
-                "leaseUntilMs",
-                "sendAttempts",
-                "phoneNumber",
-                "body",
-                "segments",
-                "encoding",
-                "statusHistory",
-                "claimToken",
-            ])))
-            .expression_attribute_values(":sending", s(LogStatus::Sending.as_str()))
-            .expression_attribute_values(":pending", s(LogStatus::Pending.as_str()))
-            .expression_attribute_values(":token", s(token))
-            .expression_attribute_values(":now", AttributeValue::N(ms(now).to_string()))
-            .expression_attribute_values(
-                ":lease",
-                AttributeValue::N(ms(now + lease).to_string()),
-            )
-            .expression_attribute_values(":zero", number(0))
-            .expression_attribute_values(":one", number(1))
-            .expression_attribute_values(":phone", s(attempt.phone_number))
-            .expression_attribute_values(":body", s(attempt.body))
-            .expression_attribute_values(":segments", number(u64::from(attempt.segments)))
-            .expression_attribute_values(":encoding", s(attempt.encoding))
-            .expression_attribute_values(":change", history_entry(LogStatus::Sending, now, None))
+        let result = begin_send_update(id, token, attempt, now, lease)
+            .update_item(&self.client, &self.table)
             .send()
             .await;
         Ok(written(result)?.is_some())
@@ -610,115 +935,8 @@ impl LogStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let status = finish.status();
-        let mut set = String::from(
-            "SET #status = :status, #updatedAtMs = :now, \
-             #statusHistory = list_append(#statusHistory, :change)",
-        );
-        let mut remove = String::from(" REMOVE #claimToken");
-        // Every attribute goes through a name placeholder: several are reserved words.
-        let mut request = self
-            .update(id)
-            .condition_expression("#claimToken = :token AND #status IN (:pending, :sending)")
-            .set_expression_attribute_names(Some(names(&[
-                "status",
-                "updatedAtMs",
-                "statusHistory",
-                "claimToken",
-            ])))
-            .expression_attribute_values(":token", s(token))
-            .expression_attribute_values(":pending", s(LogStatus::Pending.as_str()))
-            .expression_attribute_values(":sending", s(LogStatus::Sending.as_str()))
-            .expression_attribute_values(":status", s(status.as_str()))
-            .expression_attribute_values(":now", AttributeValue::N(ms(now).to_string()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let mut reason = None;
-        match finish {
-            Finish::Sent {
-                provider_message_id,
-                phone_number,
-                body,
-                segments,
-                encoding,
-            } => {
-                set.push_str(
-                    ", #providerMessageId = :mid, #phoneNumber = :phone, #body = :body, \
-                     #segments = :segments, #encoding = :encoding",
-                );
-                remove.push_str(", #errorCode, #errorMessage");
-                request = add_names(
-                    request,
-                    &[
-                        "providerMessageId",
-                        "phoneNumber",
-                        "body",
-                        "segments",
-                        "encoding",
-                        "errorCode",
-                        "errorMessage",
-                    ],
-                )
-                .expression_attribute_values(":mid", s(provider_message_id))
-                .expression_attribute_values(":phone", s(phone_number))
-                .expression_attribute_values(":body", s(body))
-                .expression_attribute_values(":segments", number(u64::from(segments)))
-                .expression_attribute_values(":encoding", s(encoding));
-            }
-            Finish::Suppressed {
-                reason: why,
-                phone_number,
-            } => {
-                reason = Some(why);
-                if let Some(phone) = phone_number {
-                    set.push_str(", #phoneNumber = :phone");
-                    request = add_names(request, &["phoneNumber"])
-                        .expression_attribute_values(":phone", s(phone));
-                }
-            }
-            Finish::Rejected { reason: why } => reason = Some(why),
-            Finish::Expired => reason = Some("not_after_passed"),
-            Finish::Deferred { until } => {
-                reason = Some("quiet_hours");
-                set.push_str(", #leaseUntilMs = :until");
-                request = add_names(request, &["leaseUntilMs"]).expression_attribute_values(
-                    ":until",
-                    AttributeValue::N(ms(until).to_string()),
-                );
-            }
-            Finish::Retry {
-                error_code,
-                error_message,
-            }
-            | Finish::InDoubt {
-                error_code,
-                error_message,
-            } => {
-                // Retry: claimable at once. In doubt: still `sending`, the claim kept, the
-                // lease over now (the takeover waits from `sendingAtMs`).
-                let lease_end = if status == LogStatus::Retry {
-                    AttributeValue::N("0".into())
-                } else {
-                    remove.clear();
-                    reason = Some("answer_lost");
-                    AttributeValue::N(ms(now).to_string())
-                };
-                set.push_str(
-                    ", #leaseUntilMs = :leaseEnd, #errorCode = :code, #errorMessage = :message",
-                );
-                request = add_names(request, &["leaseUntilMs", "errorCode", "errorMessage"])
-                    .expression_attribute_values(":leaseEnd", lease_end)
-                    .expression_attribute_values(":code", s(error_code))
-                    .expression_attribute_values(":message", s(error_message));
-            }
-        }
-        if let Some(why) = reason {
-            set.push_str(", #reason = :reason");
-            request =
-                add_names(request, &["reason"]).expression_attribute_values(":reason", s(why));
-        }
-        request =
-            request.expression_attribute_values(":change", history_entry(status, now, reason));
-        match request
-            .update_expression(format!("{set}{remove}"))
+        match finish_update(id, token, finish, now)
+            .update_item(&self.client, &self.table)
             .send()
             .await
         {
@@ -728,23 +946,7 @@ impl LogStore {
                     UpdateItemError::ConditionalCheckFailedException(e) => e.item,
                     _ => None,
                 };
-                let ours = old.as_ref().is_some_and(|item| {
-                    item.get("claimToken").and_then(|v| v.as_s().ok()) == Some(&token.to_owned())
-                });
-                let receipted = old
-                    .as_ref()
-                    .and_then(|item| item.get("status"))
-                    .and_then(|v| v.as_s().ok())
-                    .is_some_and(|s| {
-                        [
-                            LogStatus::Sent,
-                            LogStatus::Delivered,
-                            LogStatus::Undelivered,
-                        ]
-                        .iter()
-                        .any(|st| st.as_str() == s)
-                    });
-                Ok(status == LogStatus::Sent && ours && receipted)
+                Ok(receipt_said_it_first(status, token, old.as_ref()))
             }
             Err(err) => Err(err.into()),
         }
@@ -819,7 +1021,7 @@ impl LogStore {
 }
 
 /// A random token that identifies one claim.
-fn claim_token() -> String {
+pub fn claim_token() -> String {
     let mut bytes = [0u8; 12];
     // getrandom only fails when the OS has no entropy source at all; fall back to time.
     if getrandom::fill(&mut bytes).is_err() {

@@ -11,6 +11,7 @@ pub mod log;
 pub mod preferences;
 pub mod receipts;
 pub mod schema;
+pub mod send_batch;
 pub mod verification;
 
 pub use counters::{Bounded, Counters};
