@@ -12,11 +12,20 @@ use crate::settings::Limits;
 use jiff::Timestamp;
 
 /// Counters read before the decision (§7).
+///
+/// **The caps have one rule, this one** (the daily cap and the state windows of step 5 below).
+/// The sender reads each user's counts with its batch and decides the k-th promotional message
+/// of a user in the batch on those counts plus k; its counter writes (`store::send_batch`) do
+/// not apply a cap of their own: each is conditional on the count being the one decided on, so
+/// a concurrent sender's count cancels the write and the batch is decided again on the count
+/// found. Of concurrent senders at the limit, exactly as many succeed as fit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
-    /// Promotional messages sent to this user today.
+    /// Promotional messages counted for this user today (UTC), including the ones decided
+    /// before this one in the same batch.
     pub promotional_today: u32,
-    /// Promotional messages sent to this user in the last 24 h (state caps are rolling).
+    /// Promotional messages counted for this user in the last 24 h (state caps are rolling),
+    /// likewise.
     pub promotional_last_24h: u32,
     /// The account's spend this month.
     pub monthly_spend_micros: u64,
