@@ -796,6 +796,8 @@ pub mod limits {
     pub const TRANSACTION_ITEMS: usize = 100;
     /// Size of one DynamoDB item (names and values, UTF-8).
     pub const ITEM_BYTES: usize = 400 * 1024;
+    /// Size of one `TransactWriteItems`, all its items together.
+    pub const TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
     /// Size of one SQS message: body and message attributes together.
     pub const SQS_MESSAGE_BYTES: usize = 256 * 1024;
     /// Entries of one SQS `...Batch` call.
@@ -844,6 +846,75 @@ fn sqs_attributes_bytes(
         .sum()
 }
 
+/// What one item of a transaction weighs: its key or item, and its expressions' values.
+fn transaction_item_bytes(item: &aws_sdk_dynamodb::types::TransactWriteItem) -> usize {
+    let values = |v: Option<&HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>| {
+        v.map_or(0, item_bytes)
+    };
+    if let Some(p) = item.put() {
+        item_bytes(p.item()) + values(p.expression_attribute_values())
+    } else if let Some(u) = item.update() {
+        item_bytes(u.key()) + u.update_expression().len() + values(u.expression_attribute_values())
+    } else if let Some(d) = item.delete() {
+        item_bytes(d.key()) + values(d.expression_attribute_values())
+    } else if let Some(c) = item.condition_check() {
+        item_bytes(c.key()) + values(c.expression_attribute_values())
+    } else {
+        0
+    }
+}
+
+/// Attribute names that are part of a table's primary key in `template.yaml` (a `Put` names
+/// its item whole: these attributes of it are its key).
+fn key_attributes() -> &'static BTreeSet<String> {
+    static KEYS: OnceLock<BTreeSet<String>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let t = template::shared_template();
+        template::resources(t)
+            .values()
+            .filter(|r| r.get("Type").and_then(Value::as_str) == Some("AWS::DynamoDB::Table"))
+            .filter_map(|r| r.get("Properties")?.get("KeySchema")?.as_sequence())
+            .flatten()
+            .filter_map(|k| k.get("AttributeName")?.as_str().map(str::to_owned))
+            .collect()
+    })
+}
+
+/// DynamoDB refuses a transaction with two operations on one item ("Transaction request
+/// cannot include multiple operations on one item"); moto takes it.
+fn one_item_twice(items: &[aws_sdk_dynamodb::types::TransactWriteItem]) -> Option<String> {
+    let keys = key_attributes();
+    let mut seen = BTreeSet::new();
+    for item in items {
+        let (table, key) = if let Some(p) = item.put() {
+            let key: BTreeSet<String> = p
+                .item()
+                .iter()
+                .filter(|(name, _)| keys.contains(*name))
+                .map(|(name, value)| format!("{name}={value:?}"))
+                .collect();
+            (p.table_name(), key)
+        } else if let Some(u) = item.update() {
+            let key = u.key().iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+            (u.table_name(), key)
+        } else if let Some(d) = item.delete() {
+            let key = d.key().iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+            (d.table_name(), key)
+        } else if let Some(c) = item.condition_check() {
+            let key = c.key().iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+            (c.table_name(), key)
+        } else {
+            continue;
+        };
+        if !seen.insert((table.to_owned(), key.clone())) {
+            return Some(format!(
+                "two operations on one item in one TransactWriteItems ({table} {key:?})"
+            ));
+        }
+    }
+    None
+}
+
 /// The limit a request breaks, as AWS would say it, or `None`.
 fn over_limit(context: &BeforeSerializationInterceptorContextRef<'_>) -> Option<String> {
     use aws_sdk_dynamodb::operation as ddb;
@@ -888,7 +959,15 @@ fn over_limit(context: &BeforeSerializationInterceptorContextRef<'_>) -> Option<
             items.len(),
             limits::TRANSACTION_ITEMS,
         )
-        .or_else(|| too_big("an item", largest, limits::ITEM_BYTES));
+        .or_else(|| too_big("an item", largest, limits::ITEM_BYTES))
+        .or_else(|| {
+            too_big(
+                "a transaction",
+                items.iter().map(transaction_item_bytes).sum(),
+                limits::TRANSACTION_BYTES,
+            )
+        })
+        .or_else(|| one_item_twice(items));
     }
     if let Some(i) = input.downcast_ref::<ddb::transact_get_items::TransactGetItemsInput>() {
         let n = i.transact_items().len();
