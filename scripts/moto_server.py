@@ -1,4 +1,5 @@
-"""moto's server with one change: requests are applied one at a time.
+"""moto's server with two changes: requests are applied one at a time, and a transaction
+backs each table up once (`back_up_each_table_once_per_transaction`).
 
 moto answers on many threads, and its DynamoDB backend checks a condition and writes the
 item in separate steps, so two concurrent conditional writes can both succeed. DynamoDB
@@ -26,6 +27,37 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import run_simple
 
 
+def back_up_each_table_once_per_transaction() -> None:
+    """moto backs up a table for a transaction's rollback once per *item* (a deep copy of
+    the whole table each time): a batch transaction of 20 items on a table of thousands costs
+    seconds, under the lock above. One copy per table per transaction is the same backup."""
+    import copy
+
+    from moto.dynamodb import models
+
+    transact = models.DynamoDBBackend.transact_write_items
+
+    class OncePerTable:
+        def __init__(self) -> None:
+            self.tables: dict[int, object] = {}
+
+        def deepcopy(self, obj, memo=None):
+            if not isinstance(obj, models.Table):
+                return copy.deepcopy(obj, memo)
+            if id(obj) not in self.tables:
+                self.tables[id(obj)] = copy.deepcopy(obj, memo)
+            return self.tables[id(obj)]
+
+    def transact_write_items(self, transact_items):
+        models.copy = OncePerTable()
+        try:
+            return transact(self, transact_items)
+        finally:
+            models.copy = copy
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -33,6 +65,7 @@ def main() -> None:
     parser.add_argument("--keep-alive", action="store_true")
     args = parser.parse_args()
 
+    back_up_each_table_once_per_transaction()
     app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
 
