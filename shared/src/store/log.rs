@@ -1061,3 +1061,104 @@ pub mod counter_ids {
         format!("counter#code-spend#{:04}-{:02}", date.year(), date.month())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DynamoDB refuses an update whose expressions leave a name or value unused, set one
+    /// attribute twice, or set and remove one (moto takes all three): every write the log
+    /// builds, alone or for a batch, is checked here.
+    fn assert_well_formed(u: &LogUpdate) {
+        let expression = u.expression();
+        let all = format!("{expression} {}", u.condition);
+        for name in u.names.keys() {
+            assert!(all.contains(name.as_str()), "{name} unused in {all}");
+        }
+        for value in u.values.keys() {
+            let used = all.match_indices(value.as_str()).any(|(i, _)| {
+                !all[i + value.len()..].starts_with(|c: char| c.is_ascii_alphanumeric())
+            });
+            assert!(used, "{value} unused in {all}");
+        }
+        let set: Vec<&str> = u.set.iter().map(|(a, _)| a.as_str()).collect();
+        let mut unique = set.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), set.len(), "{expression}");
+        if let Some((_, removed)) = expression.split_once(" REMOVE ") {
+            for r in removed.split(", ") {
+                assert!(!set.contains(&r.trim_start_matches('#')), "{expression}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_write_is_one_dynamodb_takes() {
+        let now: Timestamp = "2026-11-25T18:00:00Z".parse().unwrap();
+        let lease = SignedDuration::from_secs(120);
+        let related = Related {
+            kind: "BattleInvitation".into(),
+            id: "1".into(),
+        };
+        let attempt = Attempt {
+            phone_number: "+14155550123",
+            body: "Hi",
+            segments: 1,
+            encoding: "GSM-7",
+        };
+        let finishes = [
+            Finish::Sent {
+                provider_message_id: "m",
+                phone_number: "+14155550123",
+                body: "Hi",
+                segments: 1,
+                encoding: "GSM-7",
+            },
+            Finish::Suppressed {
+                reason: "daily_cap",
+                phone_number: Some("+14155550123"),
+            },
+            Finish::Suppressed {
+                reason: "unknown_user",
+                phone_number: None,
+            },
+            Finish::Rejected {
+                reason: "provider_X",
+            },
+            Finish::Expired,
+            Finish::Deferred { until: now },
+            Finish::Retry {
+                error_code: "deadline",
+                error_message: "late",
+            },
+            Finish::InDoubt {
+                error_code: "timeout",
+                error_message: "no answer",
+            },
+        ];
+        for kind in [MessageKind::BattleInvitation, MessageKind::SecurityAlert] {
+            let record = NewLogRecord {
+                id: "r",
+                user_id: Some("u"),
+                kind,
+                related: Some(&related),
+            };
+            let fields = request_fields(&record);
+            let in_doubt = InDoubt {
+                resend: kind.class() == MessageClass::Transactional,
+                wait: DEFAULT_TAKEOVER_WAIT,
+            };
+            let pending = ClaimTo::Pending { token: "t", lease };
+            assert_well_formed(&claim_update("r", fields.clone(), in_doubt, now, pending));
+            for finish in finishes {
+                let to = ClaimTo::Outcome(finish);
+                assert_well_formed(&claim_update("r", fields.clone(), in_doubt, now, to));
+            }
+        }
+        assert_well_formed(&begin_send_update("r", "t", &attempt, now, lease));
+        for finish in finishes {
+            assert_well_formed(&finish_update("r", "t", finish, now));
+        }
+    }
+}
