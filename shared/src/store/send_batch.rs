@@ -546,6 +546,65 @@ fn expired(item: &HashMap<String, AttributeValue>, now: Timestamp) -> bool {
 mod tests {
     use super::*;
 
+    /// DynamoDB refuses a name or value the expressions do not use (moto does not).
+    #[test]
+    fn counter_writes_use_every_name_and_value() {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build();
+        let client = Client::from_conf(config);
+        let log = LogStore::new(client.clone(), "log");
+        let store = SendBatchStore::new(log, &PreferencesStore::new(client, "prefs"));
+        let now: Timestamp = "2026-11-25T18:00:00Z".parse().unwrap();
+        let writes = [
+            CounterWrite::Day {
+                user_id: "u".into(),
+                by: 2,
+                at_most: Some(3),
+            },
+            CounterWrite::Day {
+                user_id: "u".into(),
+                by: -1,
+                at_most: None,
+            },
+            CounterWrite::Window {
+                user_id: "u".into(),
+                entries: vec![1, 2],
+                read_version: Some(4),
+            },
+            CounterWrite::Window {
+                user_id: "u".into(),
+                entries: vec![],
+                read_version: None,
+            },
+        ];
+        for write in &writes {
+            let u = store.counter_update(write, now).unwrap();
+            let all = format!(
+                "{} {}",
+                u.update_expression(),
+                u.condition_expression().unwrap_or_default()
+            );
+            for name in u
+                .expression_attribute_names()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k)
+            {
+                assert!(all.contains(name.as_str()), "{name} unused in {all}");
+            }
+            for value in u
+                .expression_attribute_values()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k)
+            {
+                assert!(all.contains(value.as_str()), "{value} unused in {all}");
+            }
+        }
+    }
+
     #[test]
     fn reads_are_chunked_at_100_keys() {
         let sizes: Vec<usize> = chunked((0..250).collect()).iter().map(Vec::len).collect();
