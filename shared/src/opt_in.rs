@@ -364,77 +364,38 @@ async fn send<S: SmsSender>(
     })
 }
 
+#[cfg(feature = "fakes")]
 pub mod memory {
-    //! In-memory fakes of the preferences ports, for unit tests of the handlers: the update
-    //! protocol's answers (contended, store faults, a failed guard) on demand, and the
-    //! confirmations claimed and sent.
+    //! The preferences ports over the in-memory preferences table
+    //! ([`crate::store::memory::MemoryPreferences`]), for unit tests of the handlers: the
+    //! confirmations claimed (once per grant) and sent, a refusing provider on demand.
 
     use super::*;
-    use std::collections::{HashMap, HashSet};
-    use std::sync::Mutex;
+    pub use crate::store::memory::MemoryPreferences;
+    use std::collections::HashSet;
 
-    /// Preferences, their history and the confirmations, in memory.
-    #[derive(Debug)]
-    pub struct MemoryPreferences {
-        state: Mutex<State>,
-        pub branding: Branding,
-        pub allowed_countries: Vec<String>,
-    }
-
+    /// The confirmations' side of the fake: claimed log ids, sends.
     #[derive(Debug, Default)]
-    struct State {
-        prefs: HashMap<String, Preferences>,
-        history: Vec<ConsentEvent>,
+    pub struct Confirmations {
         claimed: HashSet<String>,
         sent: Vec<Claimed>,
-        /// Saves to lose to "another writer" (each costs one attempt).
-        lose_saves: usize,
-        /// Every read and write fails.
-        broken: bool,
         /// Sends answer "not sent".
         refuse_sends: bool,
     }
 
     impl MemoryPreferences {
-        pub fn new(branding: Branding, allowed_countries: &[String]) -> Self {
-            Self {
-                state: Mutex::default(),
-                branding,
-                allowed_countries: allowed_countries.to_vec(),
-            }
-        }
-
-        pub fn insert(&self, prefs: Preferences) {
-            let mut state = self.state.lock().unwrap();
-            state.prefs.insert(prefs.user_id.clone(), prefs);
-        }
-
-        pub fn get(&self, user_id: &str) -> Option<Preferences> {
-            self.state.lock().unwrap().prefs.get(user_id).cloned()
-        }
-
-        pub fn history(&self) -> Vec<ConsentEvent> {
-            self.state.lock().unwrap().history.clone()
+        fn confirmations(&self) -> std::sync::MutexGuard<'_, Confirmations> {
+            self.confirmations.lock().unwrap()
         }
 
         /// Confirmations sent, oldest first.
         pub fn sent(&self) -> Vec<Claimed> {
-            self.state.lock().unwrap().sent.clone()
-        }
-
-        /// The next `n` saves lose to another writer.
-        pub fn lose_saves(&self, n: usize) {
-            self.state.lock().unwrap().lose_saves = n;
-        }
-
-        /// Every read and write fails from now on (`false` heals it).
-        pub fn break_store(&self, broken: bool) {
-            self.state.lock().unwrap().broken = broken;
+            self.confirmations().sent.clone()
         }
 
         /// The SMS provider refuses confirmations.
         pub fn refuse_sends(&self) {
-            self.state.lock().unwrap().refuse_sends = true;
+            self.confirmations().refuse_sends = true;
         }
 
         /// [`ConsentWrites::change`] that saves only when `guard` (called under the store's
@@ -444,77 +405,41 @@ pub mod memory {
             user_id: &str,
             now: Timestamp,
             mut guard: impl FnMut() -> bool,
-            mut change: F,
+            change: F,
         ) -> Result<Change, E>
         where
             E: From<UpdateError>,
             F: FnMut(&mut Preferences) -> Result<Vec<ConsentEvent>, E>,
         {
-            let mut state = self.state.lock().unwrap();
-            if state.broken {
-                return Err(UpdateError::Store(StoreError::Malformed("broken fake")).into());
-            }
-            for _ in 0..crate::store::preferences::UPDATE_ATTEMPTS {
-                let before = state
-                    .prefs
-                    .get(user_id)
-                    .cloned()
-                    .unwrap_or_else(|| Preferences::new(user_id));
-                let mut after = before.clone();
-                let events = change(&mut after)?;
-                if events.is_empty() && after == before {
-                    return Ok(Change {
-                        updated: Updated {
-                            prefs: before.clone(),
-                            changed: false,
-                        },
-                        before,
-                        confirmation: Confirming::Nothing,
-                    });
-                }
-                if state.lose_saves > 0 {
-                    state.lose_saves -= 1;
-                    continue;
-                }
+            let mut confirmation = Confirming::Nothing;
+            let (before, updated) = self.update(user_id, now, change, |before, after| {
                 if !guard() {
                     return Err(UpdateError::GuardFailed.into());
                 }
-                after.version = before.version + 1;
-                after.updated_at = Some(now);
-                let confirmation =
-                    match owed(&self.branding, &self.allowed_countries, &before, &after) {
-                        Owed::Nothing => Confirming::Nothing,
-                        Owed::Unsendable(reason) => Confirming::Unsendable(reason),
-                        Owed::Confirmation(c) if state.claimed.insert(c.id.clone()) => {
-                            Confirming::Claimed(Claimed {
-                                confirmation: c,
-                                token: "fake-token".into(),
-                            })
-                        }
-                        Owed::Confirmation(_) => Confirming::AlreadyClaimed,
-                    };
-                state.prefs.insert(user_id.to_owned(), after.clone());
-                state.history.extend(events);
-                return Ok(Change {
-                    before,
-                    updated: Updated {
-                        prefs: after,
-                        changed: true,
-                    },
-                    confirmation,
-                });
-            }
-            Err(UpdateError::Contended.into())
+                confirmation = match owed(&self.branding, &self.allowed_countries, before, after) {
+                    Owed::Nothing => Confirming::Nothing,
+                    Owed::Unsendable(reason) => Confirming::Unsendable(reason),
+                    Owed::Confirmation(c) if self.confirmations().claimed.insert(c.id.clone()) => {
+                        Confirming::Claimed(Claimed {
+                            confirmation: c,
+                            token: "fake-token".into(),
+                        })
+                    }
+                    Owed::Confirmation(_) => Confirming::AlreadyClaimed,
+                };
+                Ok(())
+            })?;
+            Ok(Change {
+                before,
+                updated,
+                confirmation,
+            })
         }
     }
 
     impl PreferencesRead for MemoryPreferences {
         async fn current(&self, user_id: &str) -> Result<Option<Preferences>, StoreError> {
-            let state = self.state.lock().unwrap();
-            if state.broken {
-                return Err(StoreError::Malformed("broken fake"));
-            }
-            Ok(state.prefs.get(user_id).cloned())
+            MemoryPreferences::current(self, user_id)
         }
     }
 
@@ -536,11 +461,11 @@ pub mod memory {
 
     impl ConfirmationSend for MemoryPreferences {
         async fn send_claimed(&self, claimed: &Claimed) -> Option<&'static str> {
-            let mut state = self.state.lock().unwrap();
-            if state.refuse_sends {
+            let mut confirmations = self.confirmations();
+            if confirmations.refuse_sends {
                 return Some("OptInConfirmationsNotSent");
             }
-            state.sent.push(claimed.clone());
+            confirmations.sent.push(claimed.clone());
             Some("OptInConfirmationsSent")
         }
     }

@@ -3,15 +3,12 @@
 //! (ordering, a final status kept, the price once per provider message, the run of hard
 //! failures moved with the status), and can be told to fail.
 
-use crate::ports::{
-    HardFailureRuns, NumberPreferences, ReceiptStatuses, ReceiptTargets, SpendCounters,
-};
+use crate::ports::{HardFailureRuns, ReceiptStatuses, ReceiptTargets, SpendCounters};
 use jiff::Timestamp;
-use sms_shared::preferences::{ConsentEvent, Preferences};
 use sms_shared::store::receipts::{
     Price, Receipt, ReceiptOutcome, ReceiptTarget, hard_failure_counter_id,
 };
-use sms_shared::store::{LogStatus, StoreError, UpdateError, Updated};
+use sms_shared::store::{LogStatus, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,69 +214,5 @@ impl HardFailureRuns for FakeLog {
         let mut table = self.table()?;
         table.counters.insert(hard_failure_counter_id(e164), 0);
         Ok(())
-    }
-}
-
-/// The preferences table: current items and the consent history.
-#[derive(Debug, Default)]
-pub struct FakePreferences {
-    users: Mutex<BTreeMap<String, Preferences>>,
-    history: Mutex<Vec<ConsentEvent>>,
-    /// Every update answers `Contended` (other writers keep saving first) while set.
-    contended: AtomicBool,
-}
-
-impl FakePreferences {
-    pub fn insert(&self, prefs: Preferences) {
-        let mut users = self.users.lock().unwrap();
-        users.insert(prefs.user_id.clone(), prefs);
-    }
-
-    pub fn get(&self, user_id: &str) -> Preferences {
-        self.users.lock().unwrap()[user_id].clone()
-    }
-
-    pub fn history(&self) -> Vec<ConsentEvent> {
-        self.history.lock().unwrap().clone()
-    }
-
-    pub fn contend(&self, contended: bool) {
-        self.contended.store(contended, Ordering::SeqCst);
-    }
-}
-
-impl NumberPreferences for FakePreferences {
-    async fn update_by_number<F>(
-        &self,
-        e164: &str,
-        _now: Timestamp,
-        mut change: F,
-    ) -> Result<Vec<Updated>, UpdateError>
-    where
-        F: FnMut(&mut Preferences) -> Vec<ConsentEvent> + Send,
-    {
-        if self.contended.load(Ordering::SeqCst) {
-            return Err(UpdateError::Contended);
-        }
-        let mut users = self.users.lock().unwrap();
-        let mut updated = Vec::new();
-        for current in users.values_mut() {
-            if current.phone_number.as_deref() != Some(e164) {
-                continue;
-            }
-            let mut next = current.clone();
-            let events = change(&mut next);
-            let changed = !events.is_empty() || next != *current;
-            if changed {
-                next.version += 1;
-                *current = next;
-                self.history.lock().unwrap().extend(events);
-            }
-            updated.push(Updated {
-                prefs: current.clone(),
-                changed,
-            });
-        }
-        Ok(updated)
     }
 }

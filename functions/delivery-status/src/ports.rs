@@ -4,9 +4,8 @@
 //! DynamoDB conditions that keep it are documented on the store methods.
 
 use jiff::Timestamp;
-use sms_shared::preferences::{ConsentEvent, Preferences};
 use sms_shared::store::receipts::{Price, Receipt, ReceiptOutcome, ReceiptTarget};
-use sms_shared::store::{LogStore, PreferencesStore, StoreError, UpdateError, Updated};
+use sms_shared::store::{LogStore, StoreError};
 
 /// Finding the log record a receipt belongs to: by the log id of its `Context`, else by the
 /// provider message id; `None` when there is no such record.
@@ -59,19 +58,8 @@ pub trait HardFailureRuns: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Changing the preferences of every user whose phone is a number, by the one update
-/// protocol (`PreferencesStore::update_by_number`: conditional on the version read,
-/// `Contended` after losing too many races).
-pub trait NumberPreferences: Send + Sync {
-    fn update_by_number<F>(
-        &self,
-        e164: &str,
-        now: Timestamp,
-        change: F,
-    ) -> impl Future<Output = Result<Vec<Updated>, UpdateError>> + Send
-    where
-        F: FnMut(&mut Preferences) -> Vec<ConsentEvent> + Send;
-}
+/// Changing the preferences of every user of a number: the port beside the store.
+pub use sms_shared::store::NumberPreferences;
 
 impl ReceiptTargets for LogStore {
     fn find_receipt_target(
@@ -131,19 +119,5 @@ impl HardFailureRuns for LogStore {
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         LogStore::reset_hard_failures(self, e164, now)
-    }
-}
-
-impl NumberPreferences for PreferencesStore {
-    fn update_by_number<F>(
-        &self,
-        e164: &str,
-        now: Timestamp,
-        change: F,
-    ) -> impl Future<Output = Result<Vec<Updated>, UpdateError>> + Send
-    where
-        F: FnMut(&mut Preferences) -> Vec<ConsentEvent> + Send,
-    {
-        PreferencesStore::update_by_number(self, e164, now, change)
     }
 }

@@ -1,7 +1,7 @@
 //! Every branch of the handler, on the in-memory stores of `fakes.rs` (the DynamoDB stores and
 //! the end-to-end stories are tested on moto in `tests/it/delivery_status.rs`).
 
-use crate::fakes::{FakeLog, FakePreferences, FakeRecord};
+use crate::fakes::{FakeLog, FakeRecord};
 use crate::{DeliveryStatus, DeliveryStatusError, RecordOutcome};
 use aws_lambda_events::event::sns::SnsEvent;
 use jiff::Timestamp;
@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use sms_shared::clock::ManualClock;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::store::LogStatus;
+use sms_shared::store::memory::MemoryPreferences;
 use sms_shared::store::receipts::{EventKind, ReceiptTarget, hard_failure_counter_id};
 use std::sync::Arc;
 
@@ -22,13 +23,13 @@ const CODE_SPEND: &str = "counter#code-spend#2026-11";
 /// `totalMessagePrice` + `totalCarrierFee` of the samples, micro-USD.
 const SAMPLE_TOTAL: i64 = 5_810 + 2_500;
 
-type Handler = DeliveryStatus<FakeLog, FakePreferences>;
+type Handler = DeliveryStatus<FakeLog, MemoryPreferences>;
 
 fn handler() -> Handler {
     let now: Timestamp = "2026-11-25T12:10:00Z".parse().unwrap();
     DeliveryStatus::with_stores(
         FakeLog::default(),
-        FakePreferences::default(),
+        MemoryPreferences::default(),
         Arc::new(ManualClock::new(now)),
     )
 }
@@ -121,7 +122,7 @@ async fn the_third_hard_failure_makes_every_user_of_the_number_verify_again() {
         handle(&h, receipt(name, &id, &id)).await;
     }
     assert!(
-        h.prefs.get("u-1").phone_verified,
+        h.prefs.get("u-1").unwrap().phone_verified,
         "two failures are not yet a run"
     );
 
@@ -130,13 +131,13 @@ async fn the_third_hard_failure_makes_every_user_of_the_number_verify_again() {
     assert_eq!(outcomes, [RecordOutcome::Applied(EventKind::Unreachable)]);
     let now: Timestamp = "2026-11-25T12:10:00Z".parse().unwrap();
     for user in ["u-1", "u-2"] {
-        let p = h.prefs.get(user);
+        let p = h.prefs.get(user).unwrap();
         assert!(!p.phone_verified, "{user}");
         assert_eq!(p.phone_verified_at, None);
         assert_eq!(p.phone_undeliverable_at, Some(now));
         assert!(p.consent.given, "consent is not touched");
     }
-    assert!(h.prefs.get("u-other").phone_verified);
+    assert!(h.prefs.get("u-other").unwrap().phone_verified);
     assert!(h.prefs.history().is_empty(), "no consent event");
     assert_eq!(
         h.log.counter(&hard_failure_counter_id(PHONE)),
@@ -158,7 +159,7 @@ async fn a_retry_after_counting_still_marks_the_number_even_when_the_receipt_cha
         outcomes,
         [RecordOutcome::Ignored("older_or_repeated_event")]
     );
-    assert!(!h.prefs.get("u-1").phone_verified);
+    assert!(!h.prefs.get("u-1").unwrap().phone_verified);
     assert_eq!(h.log.counter(&hard_failure_counter_id(PHONE)), 0);
 }
 
@@ -168,7 +169,7 @@ async fn marking_that_keeps_losing_races_fails_the_invocation_and_keeps_the_run(
     h.prefs.insert(verified_user("u-1", PHONE));
     h.log.insert(FakeRecord::sent(LOG_ID, PHONE, PROVIDER_ID));
     h.log.set_counter(&hard_failure_counter_id(PHONE), 2);
-    h.prefs.contend(true);
+    h.prefs.lose_saves(usize::MAX);
     let err = h.handle(sample("blocked")).await.unwrap_err();
     assert!(matches!(err, DeliveryStatusError::Contended), "{err}");
     assert_eq!(
@@ -177,9 +178,12 @@ async fn marking_that_keeps_losing_races_fails_the_invocation_and_keeps_the_run(
         "kept for the retry"
     );
 
-    h.prefs.contend(false);
+    h.prefs.lose_saves(0);
     handle(&h, sample("blocked")).await;
-    assert!(!h.prefs.get("u-1").phone_verified, "the retry marks");
+    assert!(
+        !h.prefs.get("u-1").unwrap().phone_verified,
+        "the retry marks"
+    );
 }
 
 #[tokio::test]
@@ -195,7 +199,7 @@ async fn a_delivery_ends_the_run_of_hard_failures() {
         handle(&h, receipt(name, &id, &id)).await;
     }
     assert_eq!(h.log.counter(&hard_failure_counter_id(PHONE)), 2);
-    assert!(h.prefs.get("u-1").phone_verified);
+    assert!(h.prefs.get("u-1").unwrap().phone_verified);
 }
 
 #[tokio::test]

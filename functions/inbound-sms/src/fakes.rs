@@ -3,16 +3,13 @@
 //! claimed once and never sent twice, in doubt ending `unknown` at the next claim) and can be
 //! told to fail or to answer a send with a provider error.
 
-use crate::ports::{InboundMarkers, KeywordReplies, NumberPreferences};
+use crate::ports::{InboundMarkers, KeywordReplies};
 use jiff::Timestamp;
 use serde_json::json;
 use sms_shared::outbound::{Message, Sent};
-use sms_shared::preferences::{ConsentEvent, Preferences};
 use sms_shared::sms::SmsError;
 use sms_shared::store::inbound::InboundRecord;
-use sms_shared::store::{
-    Claim, Finish, LogRecord, LogStatus, NewReply, StoreError, UpdateError, Updated,
-};
+use sms_shared::store::{Claim, Finish, LogRecord, LogStatus, NewReply, StoreError};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,79 +75,6 @@ impl InboundMarkers for FakeMarkers {
         };
         markers.insert(record.inbound_message_id.to_owned(), marker);
         Ok(true)
-    }
-}
-
-/// The preferences table: current items and the consent history.
-#[derive(Debug, Default)]
-pub struct FakePreferences {
-    users: Mutex<BTreeMap<String, Preferences>>,
-    history: Mutex<Vec<ConsentEvent>>,
-    /// Every update answers `Contended` (other writers keep saving first) while set.
-    contended: AtomicBool,
-}
-
-impl FakePreferences {
-    pub fn insert(&self, prefs: Preferences) {
-        let mut users = self.users.lock().unwrap();
-        users.insert(prefs.user_id.clone(), prefs);
-    }
-
-    pub fn get(&self, user_id: &str) -> Preferences {
-        self.users.lock().unwrap()[user_id].clone()
-    }
-
-    pub fn history(&self) -> Vec<ConsentEvent> {
-        self.history.lock().unwrap().clone()
-    }
-
-    pub fn contend(&self, contended: bool) {
-        self.contended.store(contended, Ordering::SeqCst);
-    }
-}
-
-impl NumberPreferences for FakePreferences {
-    async fn find_by_phone(&self, e164: &str) -> Result<Vec<Preferences>, StoreError> {
-        let users = self.users.lock().unwrap();
-        Ok(users
-            .values()
-            .filter(|p| p.phone_number.as_deref() == Some(e164))
-            .cloned()
-            .collect())
-    }
-
-    async fn update_by_number<F>(
-        &self,
-        e164: &str,
-        _now: Timestamp,
-        mut change: F,
-    ) -> Result<Vec<Updated>, UpdateError>
-    where
-        F: FnMut(&mut Preferences) -> Vec<ConsentEvent> + Send,
-    {
-        if self.contended.load(Ordering::SeqCst) {
-            return Err(UpdateError::Contended);
-        }
-        let mut users = self.users.lock().unwrap();
-        let mut updated = Vec::new();
-        for current in users.values_mut() {
-            if current.phone_number.as_deref() != Some(e164) {
-                continue;
-            }
-            let mut next = current.clone();
-            let events = change(&mut next);
-            let changed = !events.is_empty() || next != *current;
-            if changed {
-                next.version += 1;
-                *current = next;
-                self.history.lock().unwrap().extend(events);
-            }
-            updated.push(Updated {
-                prefs: current.clone(),
-                changed,
-            });
-        }
-        Ok(updated)
     }
 }
 

@@ -5,12 +5,9 @@
 use jiff::{SignedDuration, Timestamp};
 use sms_shared::Clock;
 use sms_shared::outbound::{self, Outbound, Sent};
-use sms_shared::preferences::{ConsentEvent, Preferences};
 use sms_shared::sms::SmsSender;
 use sms_shared::store::inbound::InboundRecord;
-use sms_shared::store::{
-    Claim, Finish, LogStore, NewReply, PreferencesStore, StoreError, UpdateError, Updated,
-};
+use sms_shared::store::{Claim, Finish, LogStore, NewReply, StoreError};
 use std::sync::Arc;
 
 /// The processed-once marker of each inbound message (`inbound#<inboundMessageId>`).
@@ -29,24 +26,8 @@ pub trait InboundMarkers: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// The users of a number: who they are, and changing them all by the one update protocol
-/// (`PreferencesStore::update_by_number`: conditional on the version read, `Contended` after
-/// losing too many races).
-pub trait NumberPreferences: Send + Sync {
-    fn find_by_phone(
-        &self,
-        e164: &str,
-    ) -> impl Future<Output = Result<Vec<Preferences>, StoreError>> + Send;
-
-    fn update_by_number<F>(
-        &self,
-        e164: &str,
-        now: Timestamp,
-        change: F,
-    ) -> impl Future<Output = Result<Vec<Updated>, UpdateError>> + Send
-    where
-        F: FnMut(&mut Preferences) -> Vec<ConsentEvent> + Send;
-}
+/// The users of a number, and changing them all: the port beside the store.
+pub use sms_shared::store::NumberPreferences;
 
 /// Keyword replies, sent once by the one send protocol (`sms_shared::outbound`,
 /// docs/exactly-once.md): claim the reply's log record, then either send it (attempt
@@ -91,27 +72,6 @@ impl InboundMarkers for LogStore {
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         LogStore::record_inbound(self, record, now)
-    }
-}
-
-impl NumberPreferences for PreferencesStore {
-    fn find_by_phone(
-        &self,
-        e164: &str,
-    ) -> impl Future<Output = Result<Vec<Preferences>, StoreError>> + Send {
-        PreferencesStore::find_by_phone(self, e164)
-    }
-
-    fn update_by_number<F>(
-        &self,
-        e164: &str,
-        now: Timestamp,
-        change: F,
-    ) -> impl Future<Output = Result<Vec<Updated>, UpdateError>> + Send
-    where
-        F: FnMut(&mut Preferences) -> Vec<ConsentEvent> + Send,
-    {
-        PreferencesStore::update_by_number(self, e164, now, change)
     }
 }
 

@@ -2,7 +2,7 @@
 //! the SMS client and the end-to-end stories are tested on moto and the SMS stub in
 //! `tests/it/inbound_sms.rs`).
 
-use crate::fakes::{FakeMarkers, FakePreferences, FakeReplies, Marker};
+use crate::fakes::{FakeMarkers, FakeReplies, Marker};
 use crate::{CONFIRMATION_LATE, InboundError, InboundOutcome, InboundSms};
 use aws_lambda_events::event::sns::SnsEvent;
 use jiff::{SignedDuration, Timestamp};
@@ -15,6 +15,7 @@ use sms_shared::locale::Locale;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::sms::SmsError;
 use sms_shared::store::LogStatus;
+use sms_shared::store::memory::MemoryPreferences;
 use sms_shared::template;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ fn published() -> Timestamp {
     "2026-11-25T12:01:00Z".parse().unwrap()
 }
 
-type Handler = InboundSms<FakeMarkers, FakePreferences, FakeReplies>;
+type Handler = InboundSms<FakeMarkers, MemoryPreferences, FakeReplies>;
 
 /// The handler at `now`, with the settings `vars` (`PROVIDER_ANSWERS_*`).
 fn handler_at(now: Timestamp, vars: &[(&str, &str)]) -> Handler {
@@ -39,7 +40,7 @@ fn handler_at(now: Timestamp, vars: &[(&str, &str)]) -> Handler {
     InboundSms::with_stores(
         &Config::from_map(&vars).unwrap(),
         FakeMarkers::default(),
-        FakePreferences::default(),
+        MemoryPreferences::default(),
         FakeReplies::default(),
         Arc::new(ManualClock::new(now)),
     )
@@ -122,9 +123,9 @@ async fn stop_revokes_every_user_of_the_number_and_confirms_once() {
     let outcomes = handle(&h, stop()).await;
     assert_eq!(outcomes, [processed(Intent::OptOut, 2, true)]);
     for id in ["u-1", "u-2"] {
-        assert!(!h.prefs.get(id).consent.given, "{id}");
+        assert!(!h.prefs.get(id).unwrap().consent.given, "{id}");
     }
-    assert!(h.prefs.get("u-other").consent.given);
+    assert!(h.prefs.get("u-other").unwrap().consent.given);
     let history = h.prefs.history();
     assert_eq!(history.len(), 2);
     for event in &history {
@@ -169,7 +170,7 @@ async fn plain_language_and_spanish_opt_outs_revoke_and_are_confirmed_in_their_l
         h.prefs.insert(user("u-1", PHONE, true));
         let outcomes = handle(&h, message(body, "", ID)).await;
         assert_eq!(outcomes, [processed(Intent::OptOut, 1, true)], "{body}");
-        assert!(!h.prefs.get("u-1").consent.given, "{body}");
+        assert!(!h.prefs.get("u-1").unwrap().consent.given, "{body}");
         assert_eq!(h.replies.sent(), [opt_out_confirmation(locale)], "{body}");
     }
 }
@@ -192,11 +193,11 @@ async fn start_re_grants_consent_to_users_who_had_it_and_confirms() {
     h.prefs.insert(user("u-never", PHONE, false));
     let outcomes = handle(&h, message("START", "START", ID)).await;
     assert_eq!(outcomes, [processed(Intent::OptIn, 1, true)]);
-    let granted = h.prefs.get("u-revoked").consent;
+    let granted = h.prefs.get("u-revoked").unwrap().consent;
     assert!(granted.given);
     assert_eq!(granted.method, Some(ConsentMethod::SmsKeyword));
     assert!(
-        !h.prefs.get("u-never").consent.given,
+        !h.prefs.get("u-never").unwrap().consent.given,
         "a text never subscribes"
     );
     let confirmation = template::opt_in_confirmation(&Branding::default(), Locale::En);
@@ -213,7 +214,7 @@ async fn a_start_older_than_the_stop_does_not_undo_it_and_confirms_nothing() {
     ));
     let outcomes = handle(&h, message("START", "START", ID)).await;
     assert_eq!(outcomes, [processed(Intent::OptIn, 0, false)]);
-    assert!(!h.prefs.get("u-1").consent.given);
+    assert!(!h.prefs.get("u-1").unwrap().consent.given);
     assert!(h.replies.calls().is_empty());
     assert_eq!(h.markers.get(ID).unwrap().reply_id, None);
 }
@@ -226,7 +227,7 @@ async fn help_gets_the_help_text_and_changes_nothing_even_hours_later() {
     assert_eq!(outcomes, [processed(Intent::Help, 0, true)]);
     let help = template::help_text(&Branding::default(), Locale::En);
     assert_eq!(h.replies.sent(), [help]);
-    assert!(h.prefs.get("u-1").consent.given);
+    assert!(h.prefs.get("u-1").unwrap().consent.given);
     assert!(h.prefs.history().is_empty());
 }
 
@@ -237,7 +238,7 @@ async fn other_text_is_recorded_and_not_answered() {
     let outcomes = handle(&h, message("see you at the battle tonight", "", ID)).await;
     assert_eq!(outcomes, [processed(Intent::Other, 0, false)]);
     assert!(h.replies.calls().is_empty());
-    assert!(h.prefs.get("u-1").consent.given);
+    assert!(h.prefs.get("u-1").unwrap().consent.given);
     let marker = Marker {
         intent: "other".into(),
         users_changed: 0,
@@ -290,7 +291,10 @@ async fn a_confirmation_starts_only_while_it_can_arrive_within_five_minutes() {
     late.prefs.insert(user("u-1", PHONE, true));
     let outcomes = handle(&late, stop()).await;
     assert_eq!(outcomes, [processed(Intent::OptOut, 1, false)]);
-    assert!(!late.prefs.get("u-1").consent.given, "revoked all the same");
+    assert!(
+        !late.prefs.get("u-1").unwrap().consent.given,
+        "revoked all the same"
+    );
     assert!(late.replies.calls().is_empty(), "nothing sent");
     let reply = late.replies.get(REPLY).unwrap();
     assert_eq!(reply.status, LogStatus::Suppressed);
@@ -321,16 +325,16 @@ async fn a_processed_message_delivered_again_changes_nothing() {
 async fn a_stop_under_contention_fails_the_invocation_and_is_not_marked_processed() {
     let h = handler();
     h.prefs.insert(user("u-1", PHONE, true));
-    h.prefs.contend(true);
+    h.prefs.lose_saves(usize::MAX);
     let err = h.handle(stop()).await.unwrap_err();
     assert!(matches!(err, InboundError::Contended), "{err}");
     assert_eq!(h.markers.get(ID), None);
     assert!(h.replies.calls().is_empty());
 
-    h.prefs.contend(false);
+    h.prefs.lose_saves(0);
     let retried = handle(&h, stop()).await;
     assert_eq!(retried, [processed(Intent::OptOut, 1, true)]);
-    assert!(!h.prefs.get("u-1").consent.given);
+    assert!(!h.prefs.get("u-1").unwrap().consent.given);
 }
 
 #[tokio::test]
@@ -345,7 +349,7 @@ async fn a_transient_sms_error_fails_the_invocation_and_the_retry_sends_once() {
     assert!(matches!(err, InboundError::Sms(_)), "{err}");
     assert_eq!(h.markers.get(ID), None, "not marked: Lambda retries it");
     assert!(
-        !h.prefs.get("u-1").consent.given,
+        !h.prefs.get("u-1").unwrap().consent.given,
         "the STOP is applied first"
     );
     assert_eq!(h.replies.get(REPLY).unwrap().status, LogStatus::Retry);
@@ -419,7 +423,7 @@ async fn malformed_messages_are_skipped_without_writes() {
     batch.records = records;
     let outcomes = handle(&h, batch).await;
     assert_eq!(outcomes, vec![InboundOutcome::Malformed; 3]);
-    assert!(h.prefs.get("u-1").consent.given);
+    assert!(h.prefs.get("u-1").unwrap().consent.given);
     assert!(h.replies.calls().is_empty());
     assert_eq!(h.markers.get("x"), None);
 }
@@ -431,5 +435,5 @@ async fn a_store_fault_fails_the_invocation() {
     h.markers.fail(true);
     let err = h.handle(stop()).await.unwrap_err();
     assert!(matches!(err, InboundError::Store(_)), "{err}");
-    assert!(h.prefs.get("u-1").consent.given, "nothing applied");
+    assert!(h.prefs.get("u-1").unwrap().consent.given, "nothing applied");
 }

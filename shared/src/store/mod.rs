@@ -8,6 +8,8 @@ pub mod counters;
 pub mod fresh_attempt;
 pub mod inbound;
 pub mod log;
+#[cfg(feature = "fakes")]
+pub mod memory;
 pub mod preferences;
 pub mod receipts;
 pub mod schema;
@@ -19,7 +21,7 @@ pub use log::{
     Attempt, Claim, Finish, LogRecord, LogStatus, LogStore, NewConfirmation, NewLogRecord,
     NewReply, Related,
 };
-pub use preferences::{PreferencesStore, SaveOutcome, UpdateError, Updated};
+pub use preferences::{NumberPreferences, PreferencesStore, SaveOutcome, UpdateError, Updated};
 pub use verification::{CodeRecord, PutCode, VerificationStore};
 
 use aws_sdk_dynamodb::error::SdkError;

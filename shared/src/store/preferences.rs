@@ -21,6 +21,47 @@ use jiff::Timestamp;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, from_items, to_item};
 use std::collections::HashMap;
 
+/// Port: the users of a number, and changing them all by the one update protocol
+/// ([`PreferencesStore::update_by_number`]: conditional on the version read, `Contended`
+/// after losing too many races). What the SNS functions need (a STOP, a carrier opt-out, an
+/// undeliverable number); [`super::memory::MemoryPreferences`] is its in-memory fake.
+pub trait NumberPreferences: Send + Sync {
+    fn find_by_phone(
+        &self,
+        e164: &str,
+    ) -> impl Future<Output = Result<Vec<Preferences>, StoreError>> + Send;
+
+    fn update_by_number<F>(
+        &self,
+        e164: &str,
+        now: Timestamp,
+        change: F,
+    ) -> impl Future<Output = Result<Vec<Updated>, UpdateError>> + Send
+    where
+        F: FnMut(&mut Preferences) -> Vec<ConsentEvent> + Send;
+}
+
+impl NumberPreferences for PreferencesStore {
+    fn find_by_phone(
+        &self,
+        e164: &str,
+    ) -> impl Future<Output = Result<Vec<Preferences>, StoreError>> + Send {
+        PreferencesStore::find_by_phone(self, e164)
+    }
+
+    fn update_by_number<F>(
+        &self,
+        e164: &str,
+        now: Timestamp,
+        change: F,
+    ) -> impl Future<Output = Result<Vec<Updated>, UpdateError>> + Send
+    where
+        F: FnMut(&mut Preferences) -> Vec<ConsentEvent> + Send,
+    {
+        PreferencesStore::update_by_number(self, e164, now, change)
+    }
+}
+
 /// Sort key of the current-preferences item.
 pub const CURRENT_SK: &str = "PREFS";
 /// Sort-key prefix of consent history items.
