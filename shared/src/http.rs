@@ -1,15 +1,14 @@
 //! The lambda-facing half of the HTTP side both APIs share (DESIGN §5). The rules (strict
 //! JSON bodies, routes under `API_BASE_PATH`, the `{"error", "code", "details"}` shape) are
 //! [`sms_core::http`], re-exported here so `sms_shared::http::…` keeps naming them; this
-//! module adds what needs the API Gateway event types or the preferences table. Who the
+//! module adds what needs the API Gateway event types or the store's errors. Who the
 //! caller is lives in [`crate::auth`].
 
 pub use sms_core::http::*;
 
-use crate::store::{PreferencesStore, UpdateError};
+use crate::store::UpdateError;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 use http::StatusCode;
-use sms_core::preferences::Preferences;
 
 /// API Gateway's request id, if the request came through it.
 pub fn request_id(context: Option<&ApiGatewayV2httpRequestContext>) -> Option<String> {
@@ -33,20 +32,6 @@ impl From<UpdateError> for ApiError {
                 tracing::error!(error = %err, "saving preferences failed");
                 ApiError::internal()
             }
-        }
-    }
-}
-
-/// A user's preferences, or the defaults of a new user; store faults are logged and 500.
-pub async fn load_preferences(
-    store: &PreferencesStore,
-    user_id: &str,
-) -> Result<Preferences, ApiError> {
-    match store.get(user_id).await {
-        Ok(found) => Ok(found.unwrap_or_else(|| Preferences::new(user_id))),
-        Err(e) => {
-            tracing::error!(error = %e, "reading preferences failed");
-            Err(ApiError::internal())
         }
     }
 }

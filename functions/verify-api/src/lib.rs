@@ -353,7 +353,6 @@ async fn start<P: FirstReads + CodeIssue + CodeSend>(
         attempts: 0,
         consumed: false,
         log_id: log_id.clone(),
-        provider_message_id: None,
     };
     let encoding = rendered.segments.encoding.as_str();
     let attempt = Attempt {
@@ -607,12 +606,7 @@ async fn check<P: FirstReads + CodeSend + WrongAttempts + PhoneVerification + Co
             Ok::<_, UpdateError>(events)
         },
     );
-    let message_id = async {
-        match &record.provider_message_id {
-            Some(id) => Ok(Some(id.clone())),
-            None => state.ports.message_id(&record.log_id).await,
-        }
-    };
+    let message_id = state.ports.message_id(&record.log_id);
     let (verified, message_id) = tokio::join!(verify, message_id);
     let change = match verified {
         Ok(change) => change,

@@ -417,7 +417,6 @@ fn pending(t: &Test, user: &str, code: &str) {
         attempts: 0,
         consumed: false,
         log_id: "verify-c1".into(),
-        provider_message_id: None,
     });
 }
 

@@ -4,22 +4,13 @@
 //! (rate windows); both use the same shape: `count` (N) and the TTL attribute.
 
 use super::schema::TTL_ATTRIBUTE;
-use super::{StoreError, condition_failed};
+use super::StoreError;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, ReturnValue, TransactWriteItem, Update,
 };
 use jiff::Timestamp;
 use std::collections::HashMap;
-
-/// Result of a bounded increment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bounded {
-    /// Counted; the new value.
-    Counted(u64),
-    /// The cap would be exceeded; nothing changed.
-    CapReached,
-}
 
 /// A counter in a table whose partition key is `key_attribute`.
 #[derive(Debug, Clone)]
@@ -38,43 +29,10 @@ impl Counters {
         }
     }
 
-    /// Adds `by` unless the result would pass `cap`. Concurrent callers at the limit:
-    /// exactly as many succeed as fit.
-    pub async fn increment_within(
-        &self,
-        id: &str,
-        by: u64,
-        cap: u64,
-        expires_at: Timestamp,
-    ) -> Result<Bounded, StoreError> {
-        if by > cap {
-            return Ok(Bounded::CapReached);
-        }
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(self.key_attribute, AttributeValue::S(id.to_owned()))
-            .update_expression("ADD #count :by SET #ttl = :ttl")
-            .condition_expression("attribute_not_exists(#count) OR #count <= :limit")
-            .expression_attribute_names("#count", "count")
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-            .expression_attribute_values(":by", number(by))
-            .expression_attribute_values(":limit", number(cap - by))
-            .expression_attribute_values(":ttl", number(expires_at.as_second().max(0) as u64))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(Bounded::Counted(read_count(out.attributes.as_ref())?)),
-            Err(err) if condition_failed(&err) => Ok(Bounded::CapReached),
-            Err(err) => Err(err.into()),
-        }
-    }
-
-    /// [`Counters::increment_within`] as one item of a transaction: still a single-item
-    /// conditional update (DESIGN §7), whose cancellation reason `ConditionalCheckFailed`
-    /// means the cap was reached. `None` when `by` alone passes `cap` (it can never fit).
+    /// Adds `by` unless the result would pass `cap`, as one item of a transaction: still a
+    /// single-item conditional update (DESIGN §7), so of concurrent callers at the limit
+    /// exactly as many succeed as fit; its cancellation reason `ConditionalCheckFailed` means
+    /// the cap was reached. `None` when `by` alone passes `cap` (it can never fit).
     pub fn increment_within_item(
         &self,
         id: &str,
@@ -182,117 +140,6 @@ impl Counters {
             }
         }
         Ok(())
-    }
-}
-
-/// How often an optimistic window update is retried when another writer got in between.
-const WINDOW_RETRIES: usize = 20;
-
-impl Counters {
-    /// Reserves one slot in a rolling window: at most `max` reservations in any `window`
-    /// ending now (state caps such as "3 promotional messages per 24 h"). The item keeps the
-    /// instants of the reservations still inside the window and is written conditionally
-    /// on its version, so concurrent callers at the limit cannot both pass.
-    pub async fn reserve_in_window(
-        &self,
-        id: &str,
-        max: u32,
-        window: jiff::SignedDuration,
-        now: Timestamp,
-    ) -> Result<Bounded, StoreError> {
-        let now_ms = now.as_millisecond();
-        let oldest = (now - window).as_millisecond();
-        self.update_window(id, now + window, |entries| {
-            entries.retain(|&t| t > oldest);
-            if entries.len() >= max as usize {
-                return None;
-            }
-            entries.push(now_ms);
-            Some(entries.len() as u64)
-        })
-        .await
-    }
-
-    /// Gives back a reservation made by [`Counters::reserve_in_window`] at `at`.
-    pub async fn release_in_window(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
-        let at_ms = at.as_millisecond();
-        self.update_window(id, at + jiff::SignedDuration::from_hours(48), |entries| {
-            let position = entries.iter().position(|&t| t == at_ms)?;
-            entries.remove(position);
-            Some(entries.len() as u64)
-        })
-        .await
-        .map(|_| ())
-    }
-
-    async fn update_window(
-        &self,
-        id: &str,
-        expires_at: Timestamp,
-        mut change: impl FnMut(&mut Vec<i64>) -> Option<u64>,
-    ) -> Result<Bounded, StoreError> {
-        for _ in 0..WINDOW_RETRIES {
-            let item = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key(self.key_attribute, AttributeValue::S(id.to_owned()))
-                .consistent_read(true)
-                .send()
-                .await?
-                .item;
-            let version = item
-                .as_ref()
-                .and_then(|i| i.get("version"))
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse::<u64>().ok());
-            let mut entries: Vec<i64> = item
-                .as_ref()
-                .and_then(|i| i.get("entries"))
-                .and_then(|v| v.as_l().ok())
-                .map(|l| {
-                    l.iter()
-                        .filter_map(|v| v.as_n().ok().and_then(|n| n.parse().ok()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let Some(count) = change(&mut entries) else {
-                return Ok(Bounded::CapReached);
-            };
-            let mut put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item(self.key_attribute, AttributeValue::S(id.to_owned()))
-                .item("count", number(count))
-                .item(
-                    "entries",
-                    AttributeValue::L(
-                        entries
-                            .iter()
-                            .map(|t| AttributeValue::N(t.to_string()))
-                            .collect(),
-                    ),
-                )
-                .item("version", number(version.unwrap_or(0) + 1))
-                .item(TTL_ATTRIBUTE, number(expires_at.as_second().max(0) as u64));
-            put = match version {
-                Some(v) => put
-                    .condition_expression("version = :v")
-                    .expression_attribute_values(":v", number(v)),
-                None => put
-                    .condition_expression("attribute_not_exists(#k)")
-                    .expression_attribute_names("#k", self.key_attribute),
-            };
-            match put.send().await {
-                Ok(_) => return Ok(Bounded::Counted(count)),
-                Err(err) if condition_failed(&err) => {}
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Err(StoreError::Malformed(
-            "window counter kept changing under us",
-        ))
     }
 }
 

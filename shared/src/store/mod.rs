@@ -16,13 +16,13 @@ pub mod schema;
 pub mod send_batch;
 pub mod verification;
 
-pub use counters::{Bounded, Counters};
+pub use counters::Counters;
 pub use log::{
     Attempt, Claim, Finish, LogRecord, LogStatus, LogStore, NewConfirmation, NewLogRecord,
     NewReply, Related,
 };
 pub use preferences::{NumberPreferences, PreferencesStore, SaveOutcome, UpdateError, Updated};
-pub use verification::{CodeRecord, PutCode, VerificationStore};
+pub use verification::{CodeRecord, VerificationStore};
 
 use aws_sdk_dynamodb::error::SdkError;
 

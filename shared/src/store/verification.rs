@@ -2,7 +2,7 @@
 //! windows (per user, number, prefix, country, IP) as counters in the same table.
 //!
 //! TTL only cleans up, late: every read here is checked against the clock by the caller,
-//! and [`VerificationStore::consume`] checks expiry in its condition.
+//! and [`VerificationStore::consume_guard`] checks expiry in its condition.
 
 use super::counters::{Counters, batch_get_tables, number};
 use super::preferences::PreferencesStore;
@@ -11,7 +11,6 @@ use super::{StoreError, written};
 use crate::preferences::Preferences;
 use crate::verification::Window;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, KeysAndAttributes, Put, ReturnValue,
@@ -38,20 +37,8 @@ pub struct CodeRecord {
     pub resend_after_ms: i64,
     pub attempts: u32,
     pub consumed: bool,
-    /// The log record of the code's SMS.
+    /// The log record of the code's SMS (which keeps its provider message id).
     pub log_id: String,
-    #[serde(default)]
-    pub provider_message_id: Option<String>,
-}
-
-/// Result of storing a new code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PutCode {
-    Stored,
-    /// The previous code is younger than the resend cooldown.
-    Cooldown {
-        resend_after_ms: i64,
-    },
 }
 
 /// A code's reservation in the codes' monthly budget (DESIGN §7): a bounded increment of a
@@ -142,46 +129,6 @@ impl VerificationStore {
     /// Rate-limit windows (`rate#...` counters).
     pub fn windows(&self) -> &Counters {
         &self.windows
-    }
-
-    /// Stores `record` as the user's pending code, replacing the previous one unless it is
-    /// inside its resend cooldown (checked atomically, so two quick requests send one code).
-    pub async fn put_code(
-        &self,
-        record: &CodeRecord,
-        now: Timestamp,
-    ) -> Result<PutCode, StoreError> {
-        let item = self.code_item(record)?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk) OR resendAfterMs <= :now")
-            .expression_attribute_names("#pk", VERIFICATION_KEY)
-            .expression_attribute_values(
-                ":now",
-                AttributeValue::N(now.as_millisecond().to_string()),
-            )
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(PutCode::Stored),
-            Err(err) => match err.into_service_error() {
-                PutItemError::ConditionalCheckFailedException(e) => {
-                    let resend_after_ms = e
-                        .item
-                        .as_ref()
-                        .and_then(|i| i.get("resendAfterMs"))
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(now.as_millisecond());
-                    Ok(PutCode::Cooldown { resend_after_ms })
-                }
-                other => Err(StoreError::Dynamo(Box::new(other.into()))),
-            },
-        }
     }
 
     /// The user's pending code, their preferences and counters of a third table (none when
@@ -313,7 +260,9 @@ impl VerificationStore {
         Ok(Issued::Contended)
     }
 
-    /// The conditional `Put` of a new code (see [`VerificationStore::put_code`]).
+    /// The conditional `Put` of a new code: it replaces the user's previous code unless that
+    /// one is inside its resend cooldown (checked atomically, so two quick requests send one
+    /// code; the old item comes back with the cancellation, for its `resendAfterMs`).
     fn code_put(
         &self,
         record: &CodeRecord,
@@ -395,33 +344,9 @@ impl VerificationStore {
         }))
     }
 
-    /// Uses code `code_id` once: of any number of concurrent callers exactly one gets `true`,
-    /// and only while the code is unexpired, unconsumed and has attempts left.
-    pub async fn consume(
-        &self,
-        user_id: &str,
-        code_id: &str,
-        max_attempts: u32,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let guard = self.consume_update(user_id, code_id, max_attempts, now)?;
-        // The same write alone, as a plain conditional UpdateItem.
-        let result = self
-            .client
-            .update_item()
-            .table_name(guard.table_name)
-            .set_key(Some(guard.key))
-            .update_expression(guard.update_expression)
-            .set_condition_expression(guard.condition_expression)
-            .set_expression_attribute_names(guard.expression_attribute_names)
-            .set_expression_attribute_values(guard.expression_attribute_values)
-            .send()
-            .await;
-        Ok(written(result)?.is_some())
-    }
-
-    /// The write that uses code `code_id` (the condition of [`VerificationStore::consume`]), to
-    /// go in the same transaction as the verified preferences: the code is used exactly when
+    /// The write that uses code `code_id`: of any number of concurrent writers exactly one
+    /// succeeds, and only while the code is unexpired, unconsumed and has attempts left. It goes
+    /// in the same transaction as the verified preferences: the code is used exactly when
     /// the phone is saved verified, so a failed save never costs the user a valid code (§5).
     pub fn consume_guard(
         &self,
@@ -430,18 +355,7 @@ impl VerificationStore {
         max_attempts: u32,
         now: Timestamp,
     ) -> Result<TransactWriteItem, StoreError> {
-        let update = self.consume_update(user_id, code_id, max_attempts, now)?;
-        Ok(TransactWriteItem::builder().update(update).build())
-    }
-
-    fn consume_update(
-        &self,
-        user_id: &str,
-        code_id: &str,
-        max_attempts: u32,
-        now: Timestamp,
-    ) -> Result<Update, StoreError> {
-        Update::builder()
+        let update = Update::builder()
             .table_name(&self.table)
             .key(VERIFICATION_KEY, s(code_key(user_id)))
             // `#consumed`: `consumed` is a reserved word (see `record_wrong_attempt`).
@@ -459,29 +373,8 @@ impl VerificationStore {
                 AttributeValue::N(now.as_millisecond().to_string()),
             )
             .build()
-            .map_err(|_| StoreError::Malformed("code consume update"))
-    }
-
-    /// Remembers the provider's message id of the code's SMS (for message feedback).
-    pub async fn set_provider_message_id(
-        &self,
-        user_id: &str,
-        code_id: &str,
-        message_id: &str,
-    ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(VERIFICATION_KEY, s(code_key(user_id)))
-            .update_expression("SET providerMessageId = :mid")
-            .condition_expression("codeId = :id")
-            .expression_attribute_values(":mid", s(message_id))
-            .expression_attribute_values(":id", s(code_id))
-            .send()
-            .await;
-        // `None`: a newer code replaced this one meanwhile, nothing to record.
-        written(result).map(|_| ())
+            .map_err(|_| StoreError::Malformed("code consume update"))?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 }
 
