@@ -12,10 +12,10 @@ use integration_tests::sqs::{deliver, drain, event_body, receive_event, receive_
 use jiff::{SignedDuration, Timestamp};
 use sender::Outcome;
 use sms_shared::consent::SuppressReason;
-use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
+use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod};
 use sms_shared::request::SendRequest;
 use sms_shared::store::LogStatus;
-use sms_shared::{Category, MessageKind};
+use sms_shared::MessageKind;
 
 #[tokio::test]
 async fn every_kind_from_its_sample_event_is_sent_once_with_the_right_body() {
@@ -178,100 +178,6 @@ async fn invalid_bodies_go_to_the_dead_letter_queue_with_their_reason() {
         f.log.get("pv-1").await.unwrap().is_none(),
         "rejected requests claim nothing"
     );
-}
-
-/// Each consent rule of §4 suppresses with its own reason and sends nothing.
-#[tokio::test]
-async fn each_consent_rule_suppresses_with_its_reason() {
-    let f = Fixture::new(&[]).await;
-    type Change = Box<dyn FnOnce(&mut Preferences)>;
-    let cases: Vec<(&str, Change, SuppressReason)> = vec![
-        (
-            "no-phone",
-            Box::new(|p| p.phone_number = None),
-            SuppressReason::NoPhoneNumber,
-        ),
-        (
-            "unverified",
-            Box::new(|p| p.phone_verified = false),
-            SuppressReason::PhoneNotVerified,
-        ),
-        (
-            "no-consent",
-            Box::new(|p| p.consent = Default::default()),
-            SuppressReason::NoConsent,
-        ),
-        (
-            "revoked",
-            Box::new(|p| {
-                ConsentEvent::new(
-                    &p.user_id,
-                    p.consent.given_at.unwrap(),
-                    ConsentAction::Revoke,
-                    ConsentMethod::SmsKeyword,
-                )
-                .apply_to(&mut p.consent)
-            }),
-            SuppressReason::ConsentRevoked,
-        ),
-        (
-            "master-off",
-            Box::new(|p| p.allow_sms_invitations = false),
-            SuppressReason::MasterSwitchOff,
-        ),
-        (
-            "category-off",
-            Box::new(|p| p.toggles.set(Category::BattleInvitations, false)),
-            SuppressReason::CategoryOff,
-        ),
-        (
-            // A verified number other than the consented one (§4): no consent carries over.
-            "other-number",
-            Box::new(|p| p.phone_number = Some("+14155550177".into())),
-            SuppressReason::NoConsentForNumber,
-        ),
-        (
-            // The modal's grant before it bound to a verified number.
-            "pending",
-            Box::new(|p| {
-                p.consent.phone_number = None;
-                p.consent.pending_until = p
-                    .consent
-                    .given_at
-                    .map(|t| t + jiff::SignedDuration::from_hours(720));
-            }),
-            SuppressReason::NoConsentForNumber,
-        ),
-        (
-            "foreign",
-            Box::new(|p| {
-                p.phone_number = Some("+442079460958".into());
-                p.consent.phone_number = p.phone_number.clone();
-            }),
-            SuppressReason::CountryNotAllowed,
-        ),
-    ];
-    let mut bodies = Vec::new();
-    let mut expected = Vec::new();
-    for (user, change, reason) in cases {
-        f.save_user(user, change).await;
-        bodies.push(invitation(&format!("rule-{user}"), user));
-        expected.push((format!("rule-{user}"), reason));
-    }
-    bodies.push(invitation("rule-unknown", "nobody"));
-    expected.push(("rule-unknown".into(), SuppressReason::UnknownUser));
-
-    let outcomes = f.outcomes(&f.notifications(), &bodies).await;
-    for (id, reason) in &expected {
-        let record = f.record(id).await;
-        assert_eq!(record.status, LogStatus::Suppressed, "{id}");
-        assert_eq!(record.reason.as_deref(), Some(reason.as_str()), "{id}");
-    }
-    assert!(
-        outcomes.iter().all(|o| matches!(o, Outcome::Suppressed(_))),
-        "{outcomes:?}"
-    );
-    assert!(f.stub.sent().is_empty());
 }
 
 #[tokio::test]

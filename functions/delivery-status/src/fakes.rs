@@ -129,11 +129,8 @@ impl ReceiptStatuses for FakeLog {
         receipt: &Receipt<'_>,
         _now: Timestamp,
     ) -> Result<ReceiptOutcome, StoreError> {
-        match target.status {
-            Some(LogStatus::Sent | LogStatus::Delivered | LogStatus::Undelivered) => {}
-            Some(_) if target.attempted => {}
-            Some(status) if status.is_claimable() => return Ok(ReceiptOutcome::NotReady),
-            _ => return Ok(ReceiptOutcome::Ignored("record_not_sent")),
+        if let Some(answer) = target.unready() {
+            return Ok(answer);
         }
         let mut table = self.table()?;
         let Some(record) = table.records.get_mut(&target.id) else {

@@ -12,8 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use sms_shared::kinds::{MessageClass, MessageKind};
 use sms_shared::preferences::Preferences;
 use sms_shared::sms::{OutboundSms, SentSms, SmsError, SmsSender};
-use sms_shared::store::log::ClaimTo;
-use sms_shared::store::log::StatusChange;
+use sms_shared::store::log::{ClaimTo, StatusChange, Taken, taken};
 use sms_shared::store::send_batch::{
     CounterFound, CounterWrite, Failure, FoundRecord, LogWrite, PromotionalCount, SendRead, Written,
 };
@@ -371,23 +370,11 @@ impl Takeovers for Fake {
         now: Timestamp,
     ) -> Result<Claim, StoreError> {
         let mut w = self.world();
-        if existing.status.is_claimable() {
-            return Ok(Claim::Busy {
-                until_ms: existing.lease_until_ms,
-                status: existing.status,
-            });
-        }
-        if existing.status != LogStatus::Sending {
-            return Ok(Claim::Done(Box::new(existing)));
-        }
-        let waited = existing.sending_at_ms.unwrap_or(0) + w.takeover_wait.as_millis() as i64;
-        let until_ms = existing.lease_until_ms.max(waited);
-        if until_ms > ms(now) || kind.class() == MessageClass::Transactional {
-            return Ok(Claim::Busy {
-                until_ms: until_ms.max(ms(now)),
-                status: LogStatus::Sending,
-            });
-        }
+        let resend = kind.class() == MessageClass::Transactional;
+        let existing = match taken(existing, resend, w.takeover_wait, now) {
+            Taken::Answer(claim) => return Ok(claim),
+            Taken::Settle(existing) => existing,
+        };
         w.writes += 1;
         let entry = w.records.get_mut(&existing.id).expect("read");
         entry.0.status = LogStatus::Unknown;

@@ -308,7 +308,7 @@ async fn quiet_hours_defer_until_the_window_opens() {
 async fn each_consent_rule_suppresses_with_its_reason() {
     let h = harness(&[]);
     type Change = fn(&mut Preferences);
-    let cases: [(&str, Change, SuppressReason); 10] = [
+    let cases: [(&str, Change, SuppressReason); 11] = [
         (
             "no-phone",
             |p| p.phone_number = None,
@@ -358,6 +358,18 @@ async fn each_consent_rule_suppresses_with_its_reason() {
         (
             "other-number",
             |p| p.phone_number = Some("+14155550177".into()),
+            SuppressReason::NoConsentForNumber,
+        ),
+        (
+            // The modal's grant before it bound to a verified number.
+            "pending",
+            |p| {
+                p.consent.phone_number = None;
+                p.consent.pending_until = p
+                    .consent
+                    .given_at
+                    .map(|t| t + jiff::SignedDuration::from_hours(720));
+            },
             SuppressReason::NoConsentForNumber,
         ),
         (

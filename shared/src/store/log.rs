@@ -171,6 +171,47 @@ struct InDoubt {
     wait: SignedDuration,
 }
 
+/// What a claim that found `existing` held or finished answers before any write (DESIGN §6).
+#[derive(Debug)]
+pub enum Taken {
+    /// Busy (held, or a send in doubt whose receipt may still come) or done.
+    Answer(Claim),
+    /// An attempt in doubt whose wait is over and that is not sent again: end it `unknown`
+    /// (conditional on the attempt still being this one).
+    Settle(Box<LogRecord>),
+}
+
+/// The rule of a claim that found `existing` held or finished: busy while it is pending or
+/// retrying under a lease, done once it ended, and an attempt in doubt (`sending`) busy
+/// until its lease and the takeover `wait` are over, then settled `unknown`, unless the
+/// request is sent again (`resend`: transactional), which the claim's own condition takes.
+pub fn taken(existing: LogRecord, resend: bool, wait: SignedDuration, now: Timestamp) -> Taken {
+    if existing.status.is_claimable() {
+        return Taken::Answer(Claim::Busy {
+            until_ms: existing.lease_until_ms,
+            status: existing.status,
+        });
+    }
+    if existing.status != LogStatus::Sending {
+        return Taken::Answer(Claim::Done(Box::new(existing)));
+    }
+    let waited_until = existing
+        .sending_at_ms
+        .unwrap_or(existing.updated_at_ms)
+        .saturating_add(wait.as_millis() as i64);
+    let until_ms = existing.lease_until_ms.max(waited_until);
+    if until_ms > ms(now) || resend {
+        // Its sender is still at it, or the receipt may still come. (A resend that is due
+        // was claimed by the claim's condition: here only after a race; the next claim takes
+        // it.)
+        return Taken::Answer(Claim::Busy {
+            until_ms: until_ms.max(ms(now)),
+            status: LogStatus::Sending,
+        });
+    }
+    Taken::Settle(Box::new(existing))
+}
+
 /// How a claimed request ends (or pauses).
 #[derive(Debug, Clone, Copy)]
 pub enum Finish<'a> {
@@ -816,35 +857,18 @@ impl LogStore {
         self.taken(existing, self.in_doubt(kind), now).await
     }
 
-    /// The answer to a claim of a record someone else holds or finished.
+    /// The answer to a claim of a record someone else holds or finished ([`taken`]), ending
+    /// an attempt in doubt `unknown` when that is the answer.
     async fn taken(
         &self,
         existing: LogRecord,
         in_doubt: InDoubt,
         now: Timestamp,
     ) -> Result<Claim, StoreError> {
-        if existing.status.is_claimable() {
-            return Ok(Claim::Busy {
-                until_ms: existing.lease_until_ms,
-                status: existing.status,
-            });
-        }
-        if existing.status != LogStatus::Sending {
-            return Ok(Claim::Done(Box::new(existing)));
-        }
-        let waited_until = existing
-            .sending_at_ms
-            .unwrap_or(existing.updated_at_ms)
-            .saturating_add(in_doubt.wait.as_millis() as i64);
-        let until_ms = existing.lease_until_ms.max(waited_until);
-        if until_ms > ms(now) || in_doubt.resend {
-            // Its sender is still at it, or the receipt may still come. (A resend that is due
-            // was claimed above: here only after a race; the next claim takes it.)
-            return Ok(Claim::Busy {
-                until_ms: until_ms.max(ms(now)),
-                status: LogStatus::Sending,
-            });
-        }
+        let existing = match taken(existing, in_doubt.resend, in_doubt.wait, now) {
+            Taken::Answer(claim) => return Ok(claim),
+            Taken::Settle(existing) => existing,
+        };
         match self.settle_unknown(&existing, now).await? {
             Ok(settled) => Ok(Claim::SettledUnknown(Box::new(settled))),
             // A receipt or another takeover got there first: what it wrote is the answer.

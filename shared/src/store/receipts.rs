@@ -87,6 +87,20 @@ pub struct ReceiptTarget {
     pub segments: Option<u32>,
 }
 
+impl ReceiptTarget {
+    /// The answer to a receipt for this record before any write: `None` when the record was
+    /// sent (or a send of it attempted) and the receipt may apply; `NotReady` while the sender
+    /// has not got that far (try again later); `Ignored` for a record never sent.
+    pub fn unready(&self) -> Option<ReceiptOutcome> {
+        match self.status {
+            Some(LogStatus::Sent | LogStatus::Delivered | LogStatus::Undelivered) => None,
+            Some(_) if self.attempted => None,
+            Some(status) if status.is_claimable() => Some(ReceiptOutcome::NotReady),
+            _ => Some(ReceiptOutcome::Ignored("record_not_sent")),
+        }
+    }
+}
+
 /// What applying a receipt did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiptOutcome {
@@ -201,11 +215,8 @@ impl LogStore {
         receipt: &Receipt<'_>,
         now: Timestamp,
     ) -> Result<ReceiptOutcome, StoreError> {
-        match target.status {
-            Some(LogStatus::Sent | LogStatus::Delivered | LogStatus::Undelivered) => {}
-            Some(_) if target.attempted => {}
-            Some(status) if status.is_claimable() => return Ok(ReceiptOutcome::NotReady),
-            _ => return Ok(ReceiptOutcome::Ignored("record_not_sent")),
+        if let Some(answer) = target.unready() {
+            return Ok(answer);
         }
         let new_status = receipt.kind.status();
         let mut condition = String::from(
