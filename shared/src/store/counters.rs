@@ -3,8 +3,8 @@
 //! Counters live as items of the log table (`counter#...` ids) and of the verification table
 //! (rate windows); both use the same shape: `count` (N) and the TTL attribute.
 
-use super::schema::TTL_ATTRIBUTE;
 use super::StoreError;
+use super::schema::TTL_ATTRIBUTE;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, ReturnValue, TransactWriteItem, Update,
