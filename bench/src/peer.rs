@@ -371,10 +371,19 @@ async fn start_once(
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    if who == Contender::Peer {
-        command
-            .env("_HANDLER", "handler.lambda_handler")
-            .env("AWS_EXECUTION_ENV", "AWS_Lambda_python3.11");
+    match who {
+        Contender::Peer => {
+            command
+                .env("_HANDLER", "handler.lambda_handler")
+                .env("AWS_EXECUTION_ENV", "AWS_Lambda_python3.11");
+        }
+        // `BENCH_SENDER_ENV="TOKIO_WORKER_THREADS=1 …"`: variables for our binary only, for
+        // experiments (figures are then the experiment's).
+        Contender::Ours => {
+            if let Ok(extra) = std::env::var("BENCH_SENDER_ENV") {
+                command.envs(extra.split_whitespace().filter_map(|kv| kv.split_once('=')));
+            }
+        }
     }
     api.invoke(
         format!("{tag}-first"),
