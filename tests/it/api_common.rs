@@ -458,3 +458,20 @@ impl Write for LogCapture {
         Ok(())
     }
 }
+
+/// Asserts at most three sequential DynamoDB round trips and returns the row of
+/// docs/http-api.md's table.
+pub fn trips_row(what: &str, status: u16, trips: &[Vec<String>]) -> String {
+    assert!(
+        trips.len() <= 3,
+        "{what}: {} sequential round trips: {trips:?}",
+        trips.len()
+    );
+    let requests: usize = trips.iter().map(Vec::len).sum();
+    let calls: Vec<String> = trips.iter().map(|t| t.join(" ‖ ")).collect();
+    format!(
+        "| {what} ({status}) | {requests} | {} | {} |",
+        trips.len(),
+        calls.join(" → ")
+    )
+}

@@ -1,6 +1,6 @@
 //! `opt-in-api` through its real handler against moto (DESIGN §5, §9).
 
-use crate::api_common::{Api, Edit, access_token, as_user, request};
+use crate::api_common::{Api, Edit, access_token, as_user, request, trips_row};
 use jiff::SignedDuration;
 use serde_json::{Value, json};
 use sms_shared::preferences::{ConsentAction, ConsentMethod};
@@ -763,18 +763,7 @@ async fn every_preferences_answer_takes_at_most_three_round_trips() {
     let trips = api.time_round_trips();
     let mut rows = Vec::new();
     let mut row = |what: &str, status: u16, trips: Vec<Vec<String>>| {
-        assert!(
-            trips.len() <= 3,
-            "{what}: {} sequential round trips: {trips:?}",
-            trips.len()
-        );
-        let requests: usize = trips.iter().map(Vec::len).sum();
-        let calls: Vec<String> = trips.iter().map(|t| t.join(" ‖ ")).collect();
-        rows.push(format!(
-            "| {what} ({status}) | {requests} | {} | {} |",
-            trips.len(),
-            calls.join(" → ")
-        ));
+        rows.push(trips_row(what, status, &trips));
     };
     let reply = api.call(as_user("http-opt-in-get", "u-rt", None)).await;
     row("GET sms-opt-in: prompt shown", reply.status, trips.take());

@@ -1,6 +1,6 @@
 //! `verify-api` through its real handler against moto and the SMS stub (DESIGN §5).
 
-use crate::api_common::{Api, Edit, LogCapture, Reply, as_user, code_in, request};
+use crate::api_common::{Api, Edit, LogCapture, Reply, as_user, code_in, request, trips_row};
 use integration_tests::Behavior;
 use jiff::SignedDuration;
 use serde_json::json;
@@ -827,23 +827,6 @@ async fn the_code_speaks_the_users_language() {
 }
 
 // ---- DynamoDB round trips (issue #18) ----
-
-/// Asserts at most three sequential DynamoDB round trips and returns the row of
-/// docs/http-api.md's table.
-fn trips_row(what: &str, status: u16, trips: &[Vec<String>]) -> String {
-    assert!(
-        trips.len() <= 3,
-        "{what}: {} sequential round trips: {trips:?}",
-        trips.len()
-    );
-    let requests: usize = trips.iter().map(Vec::len).sum();
-    let calls: Vec<String> = trips.iter().map(|t| t.join(" ‖ ")).collect();
-    format!(
-        "| {what} ({status}) | {requests} | {} | {} |",
-        trips.len(),
-        calls.join(" → ")
-    )
-}
 
 /// Every answer of `verify-api` in at most three sequential DynamoDB round trips, timed
 /// through the real SDK (requests in flight together count once), including the longest

@@ -5,12 +5,13 @@
 
 use crate::{State, handler};
 use jiff::{SignedDuration, Timestamp};
-use lambda_http::{Body, Request};
+use lambda_http::Request;
 use serde_json::{Value, json};
 use sms_shared::Config;
 use sms_shared::auth::Authenticator;
 use sms_shared::clock::{Clock, ManualClock};
 use sms_shared::disclosure;
+use sms_shared::http::testing::{self, Reply};
 use sms_shared::opt_in::memory::MemoryPreferences;
 use sms_shared::preferences::{ConsentAction, ConsentMethod, Preferences};
 use std::collections::HashMap;
@@ -27,32 +28,9 @@ struct Test {
     clock: Arc<ManualClock>,
 }
 
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: Value,
-    allow: Option<String>,
-}
-
-impl Reply {
-    fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!(self.status, status, "{}", self.body);
-        assert_eq!(self.body["code"], code, "{}", self.body);
-        assert!(self.body["error"].as_str().is_some_and(|e| !e.is_empty()));
-    }
-}
-
-/// The event `events/<name>.json`, with the authorizer's claim `sub` = `user` (none: no
-/// identity), changed by `edit`.
+/// The event `events/<name>.json` as `user` (none: no identity), changed by `edit`.
 fn event(name: &str, user: Option<&str>, edit: impl FnOnce(&mut Value)) -> Request {
-    let path = format!("{}/../../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    let mut e: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    e.as_object_mut().unwrap().remove("cookies");
-    if let Some(user) = user {
-        e["requestContext"]["authorizer"] = json!({"jwt": {"claims": {"sub": user}, "scopes": []}});
-    }
-    edit(&mut e);
-    lambda_http::request::from_str(&e.to_string()).unwrap()
+    lambda_http::request::from_str(&testing::event(name, user, edit)).unwrap()
 }
 
 fn body(value: Value) -> impl FnOnce(&mut Value) {
@@ -82,20 +60,7 @@ impl Test {
     }
 
     async fn call(&self, request: Request) -> Reply {
-        let response = handler(&self.state, request).await.unwrap();
-        let allow = response
-            .headers()
-            .get("allow")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let body = match response.body() {
-            Body::Text(t) => serde_json::from_str(t).unwrap(),
-            _ => Value::Null,
-        };
-        Reply {
-            status: response.status().as_u16(),
-            body,
-            allow,
-        }
+        Reply::of(&handler(&self.state, request).await.unwrap())
     }
 
     async fn post(&self, user: &str, value: Value) -> Reply {
@@ -144,7 +109,7 @@ async fn unknown_paths_are_404_other_methods_405_and_no_identity_401() {
         });
         let reply = t.call(request).await;
         reply.assert_error(405, "method_not_allowed");
-        assert_eq!(reply.allow.as_deref(), Some(allow));
+        assert_eq!(reply.header("allow"), Some(allow));
     }
     t.call(event(PREFS_GET, None, |_| {}))
         .await

@@ -5,11 +5,12 @@
 use crate::fakes::Fake;
 use crate::{State, handler};
 use jiff::{SignedDuration, Timestamp};
-use lambda_http::{Body, Request};
+use lambda_http::Request;
 use serde_json::{Value, json};
 use sms_shared::Config;
 use sms_shared::auth::Authenticator;
 use sms_shared::clock::ManualClock;
+use sms_shared::http::testing::{self, Reply};
 use sms_shared::opt_in::memory::MemoryPreferences;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::secrets::SecretKey;
@@ -54,25 +55,7 @@ impl Test {
     }
 
     async fn call(&self, request: Request) -> Reply {
-        let response = handler(&self.state, request).await.unwrap();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let allow = response
-            .headers()
-            .get("allow")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let body = match response.body() {
-            Body::Text(t) => serde_json::from_str(t).unwrap(),
-            _ => Value::Null,
-        };
-        Reply {
-            status: response.status().as_u16(),
-            body,
-            retry_after,
-            allow,
-        }
+        Reply::of(&handler(&self.state, request).await.unwrap())
     }
 
     async fn start(&self, user: &str, number: &str) -> Reply {
@@ -115,55 +98,24 @@ impl Test {
     }
 }
 
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: Value,
-    retry_after: Option<String>,
-    allow: Option<String>,
-}
-
-impl Reply {
-    fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!(self.status, status, "{}", self.body);
-        assert_eq!(self.body["code"], code, "{}", self.body);
-        assert!(self.body["error"].as_str().is_some_and(|e| !e.is_empty()));
-    }
-}
-
 const START: &str = "http-verification-start";
 const CHECK: &str = "http-verification-check";
 
 /// The event `events/<name>.json` as `user` (the authorizer's `sub`; `None`: nobody), with
 /// `body`, from `ip`.
 fn event(name: &str, user: Option<&str>, body: Value, ip: Option<&str>) -> Request {
-    let path = format!("{}/../../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    let mut e: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    e.as_object_mut().unwrap().remove("cookies");
-    if let Some(user) = user {
-        e["requestContext"]["authorizer"] = json!({"jwt": {"claims": {"sub": user}, "scopes": []}});
-    }
-    e["body"] = body.to_string().into();
-    if let Some(ip) = ip {
-        e["requestContext"]["http"]["sourceIp"] = ip.into();
-    }
-    lambda_http::request::from_str(&e.to_string()).unwrap()
+    let event = testing::event(name, user, |e| {
+        e["body"] = body.to_string().into();
+        if let Some(ip) = ip {
+            e["requestContext"]["http"]["sourceIp"] = ip.into();
+        }
+    });
+    lambda_http::request::from_str(&event).unwrap()
 }
 
 /// A start request of user `u-1`, changed by `edit`.
 fn with(edit: impl FnOnce(&mut Value)) -> Request {
-    let mut e: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!(
-            "{}/../../events/{START}.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    e.as_object_mut().unwrap().remove("cookies");
-    e["requestContext"]["authorizer"] = json!({"jwt": {"claims": {"sub": "u-1"}, "scopes": []}});
-    edit(&mut e);
-    lambda_http::request::from_str(&e.to_string()).unwrap()
+    lambda_http::request::from_str(&testing::event(START, Some("u-1"), edit)).unwrap()
 }
 
 // ---- routes ----
@@ -180,7 +132,7 @@ async fn unknown_paths_are_404_other_methods_405_and_no_identity_401() {
     });
     let reply = t.call(get).await;
     reply.assert_error(405, "method_not_allowed");
-    assert_eq!(reply.allow.as_deref(), Some("POST"));
+    assert_eq!(reply.header("allow"), Some("POST"));
     t.call(event(START, None, json!({"phone_number": NUMBER}), None))
         .await
         .assert_error(401, "unauthorized");
@@ -252,7 +204,7 @@ async fn a_resend_inside_30_seconds_is_429_with_retry_after() {
     t.advance(SignedDuration::from_secs(10));
     let reply = t.start("u-1", NUMBER).await;
     reply.assert_error(429, "resend_too_soon");
-    assert_eq!(reply.retry_after.as_deref(), Some("20"));
+    assert_eq!(reply.header("retry-after"), Some("20"));
     assert_eq!(t.fake().sms().len(), 1);
     t.advance(SignedDuration::from_secs(20));
     assert_eq!(t.start("u-1", NUMBER).await.status, 202);
@@ -269,7 +221,7 @@ async fn the_sixth_code_of_a_user_in_an_hour_is_429_until_the_hour_ends() {
     let reply = t.start("u-1", "+14155550999").await;
     reply.assert_error(429, "rate_limited");
     // 12:02:30 → 13:00.
-    assert_eq!(reply.retry_after.as_deref(), Some("3450"));
+    assert_eq!(reply.header("retry-after"), Some("3450"));
     let number_window = t.fake().counters("rate#number#+14155550999");
     assert!(
         number_window.is_empty(),
@@ -296,7 +248,7 @@ async fn the_ip_window_refuses_the_21st_code_an_hour() {
     }
     let reply = t.start_from("u-x", "+13125550123", "198.51.100.7").await;
     reply.assert_error(429, "rate_limited");
-    assert_eq!(reply.retry_after.as_deref(), Some("3600"));
+    assert_eq!(reply.header("retry-after"), Some("3600"));
 }
 
 #[tokio::test]
@@ -310,7 +262,7 @@ async fn a_spent_budget_is_503_until_the_month_ends() {
     reply.assert_error(503, "sms_unavailable");
     // 2026-11-25 12:00 → 2026-12-01 00:00.
     assert_eq!(
-        reply.retry_after.as_deref(),
+        reply.header("retry-after"),
         Some(&*(5 * 86_400 + 12 * 3600).to_string())
     );
     assert!(t.fake().sms().is_empty());
@@ -325,7 +277,7 @@ async fn the_hard_spend_cap_stops_codes_with_503() {
     t.fake().set_counter(&counter_ids::month_spend(now), cap);
     let reply = t.start("u-1", NUMBER).await;
     reply.assert_error(503, "sms_unavailable");
-    assert_eq!(reply.retry_after.as_deref(), Some("3600"));
+    assert_eq!(reply.header("retry-after"), Some("3600"));
     assert!(t.fake().sms().is_empty());
 }
 
@@ -575,7 +527,7 @@ async fn a_code_stored_by_a_concurrent_start_is_429_resend_too_soon() {
     t.fake().set_code(expired);
     let reply = t.start("u-1", NUMBER).await;
     reply.assert_error(429, "resend_too_soon");
-    assert_eq!(reply.retry_after.as_deref(), Some("30"));
+    assert_eq!(reply.header("retry-after"), Some("30"));
     assert!(t.fake().counters("rate#").is_empty(), "nothing counted");
     assert!(t.fake().sms().is_empty());
 }
@@ -588,7 +540,7 @@ async fn the_number_window_refuses_until_midnight_and_the_country_window_for_the
     let reply = t.start("u-1", NUMBER).await;
     reply.assert_error(429, "rate_limited");
     assert_eq!(
-        reply.retry_after.as_deref(),
+        reply.header("retry-after"),
         Some("43200"),
         "12:00 → midnight UTC"
     );
@@ -600,7 +552,7 @@ async fn the_number_window_refuses_until_midnight_and_the_country_window_for_the
         .set_counter(&country, t.state.windows.per_country_per_hour);
     let reply = t.start("u-2", "+13125550123").await;
     reply.assert_error(429, "rate_limited");
-    assert_eq!(reply.retry_after.as_deref(), Some("3600"));
+    assert_eq!(reply.header("retry-after"), Some("3600"));
     // Canada has a window of its own.
     assert_eq!(t.start("u-3", "+14165550123").await.status, 202);
 }
