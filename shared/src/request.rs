@@ -11,7 +11,7 @@ use aws_sdk_sqs::Client as SqsClient;
 #[cfg(feature = "sqs")]
 pub async fn enqueue(
     sqs: &SqsClient,
-    queues: &Queues,
+    queues: &SendQueueUrls,
     request: &SendRequest,
 ) -> Result<String, aws_sdk_sqs::Error> {
     let body = serde_json::to_string(request).expect("a SendRequest always serializes");

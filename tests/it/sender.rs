@@ -564,10 +564,10 @@ async fn no_input_makes_the_handler_panic() {
 
 #[tokio::test]
 async fn upstream_enqueue_routes_each_kind_to_its_queue_and_the_sender_sends_it() {
-    use sms_shared::request::{Queues, enqueue};
+    use sms_shared::request::{SendQueueUrls, enqueue};
     let f = Fixture::new(&[]).await;
     f.opted_in_user("up", PHONE, None).await;
-    let queues = Queues {
+    let queues = SendQueueUrls {
         transactional_url: f.transactional(),
         notifications_url: f.notifications(),
     };

@@ -228,14 +228,15 @@ impl SendRequestBuilder {
     }
 }
 
-/// Queue URLs an upstream enqueues to.
+/// The URLs of the two send queues an upstream enqueues to (§6). Not the sender's
+/// `sender::Queues`, which hands records back to them.
 #[derive(Debug, Clone)]
-pub struct Queues {
+pub struct SendQueueUrls {
     pub transactional_url: String,
     pub notifications_url: String,
 }
 
-impl Queues {
+impl SendQueueUrls {
     /// Security alerts go to the transactional queue, so a promotional burst never delays them.
     pub fn url_for(&self, kind: MessageKind) -> &str {
         match kind.class() {
@@ -346,7 +347,7 @@ mod tests {
 
     #[test]
     fn kinds_are_routed_to_their_queue() {
-        let q = Queues {
+        let q = SendQueueUrls {
             transactional_url: "t".into(),
             notifications_url: "n".into(),
         };
