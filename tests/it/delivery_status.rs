@@ -13,7 +13,7 @@ use sms_shared::kinds::MessageKind;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod, Preferences};
 use sms_shared::sms::{EumSender, OutboundSms, SmsSender};
 use sms_shared::store::log::counter_ids;
-use sms_shared::store::receipts::{EventKind, hard_failure_counter_id};
+use sms_shared::store::receipts::{EventKind, HardFailureRuns, hard_failure_counter_id};
 use sms_shared::store::schema::LOG_KEY;
 use sms_shared::store::{
     Attempt, Claim, Counters, Finish, LogRecord, LogStatus, LogStore, NewLogRecord,

@@ -1,33 +1,20 @@
 //! What the handler needs from the tables and the SMS provider, one small trait per use
-//! (CONVENTIONS, "Seams"): the DynamoDB stores of `sms-shared` implement them here, the
-//! in-memory fakes of the unit tests (`src/fakes.rs`) implement them too.
+//! (CONVENTIONS, "Seams"). The table ports are declared in `sms-shared` beside the stores that
+//! implement them (`store::inbound`, `store::preferences`); the replies' port is here, with
+//! its adapter over the log and the SMS API. The in-memory fakes of the unit tests
+//! (`src/fakes.rs`, `sms_shared::store::memory`) implement them too.
 
 use jiff::{SignedDuration, Timestamp};
 use sms_shared::Clock;
 use sms_shared::outbound::{self, Outbound, Sent};
 use sms_shared::sms::SmsSender;
-use sms_shared::store::inbound::InboundRecord;
 use sms_shared::store::{Claim, Finish, LogStore, NewReply, StoreError};
 use std::sync::Arc;
 
-/// The processed-once marker of each inbound message (`inbound#<inboundMessageId>`).
-pub trait InboundMarkers: Send + Sync {
-    /// Whether the message was processed before (its marker exists).
-    fn inbound_processed(
-        &self,
-        inbound_message_id: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Writes the marker; `false` when another delivery wrote it first.
-    fn record_inbound(
-        &self,
-        record: &InboundRecord<'_>,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-}
-
 /// The users of a number, and changing them all: the port beside the store.
 pub use sms_shared::store::NumberPreferences;
+/// The processed-once marker of each inbound message: the port beside the store.
+pub use sms_shared::store::inbound::InboundMarkers;
 
 /// Keyword replies, sent once by the one send protocol (`sms_shared::outbound`,
 /// docs/exactly-once.md): claim the reply's log record, then either send it (attempt
@@ -56,23 +43,6 @@ pub trait KeywordReplies: Send + Sync {
         finish: Finish<'_>,
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-}
-
-impl InboundMarkers for LogStore {
-    fn inbound_processed(
-        &self,
-        inbound_message_id: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        LogStore::inbound_processed(self, inbound_message_id)
-    }
-
-    fn record_inbound(
-        &self,
-        record: &InboundRecord<'_>,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        LogStore::record_inbound(self, record, now)
-    }
 }
 
 /// Replies on the log table, sent through `sms`.

@@ -53,9 +53,26 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-impl LogStore {
+/// Port of `inbound-sms` (declared beside the store that implements it): the processed-once
+/// marker of each inbound message.
+pub trait InboundMarkers: Send + Sync {
+    /// Whether the message was processed before (its marker exists).
+    fn inbound_processed(
+        &self,
+        inbound_message_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Writes the marker; `false` when another delivery wrote it first.
+    fn record_inbound(
+        &self,
+        record: &InboundRecord<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+impl InboundMarkers for LogStore {
     /// Whether the inbound message was already processed (its marker exists).
-    pub async fn inbound_processed(&self, inbound_message_id: &str) -> Result<bool, StoreError> {
+    async fn inbound_processed(&self, inbound_message_id: &str) -> Result<bool, StoreError> {
         let out = self
             .client
             .get_item()
@@ -71,7 +88,7 @@ impl LogStore {
 
     /// Writes the processed-once marker. Returns `false` when another delivery of the same
     /// message wrote it first (nothing changed).
-    pub async fn record_inbound(
+    async fn record_inbound(
         &self,
         record: &InboundRecord<'_>,
         now: Timestamp,

@@ -175,11 +175,66 @@ fn first_condition_failed<R>(
     }
 }
 
-impl LogStore {
+// The ports of `delivery-status` (CONVENTIONS, "Seams": small traits shaped by use), declared
+// beside the store that implements them, so the store's methods are the implementations and
+// no adapter repeats their signatures; the function's in-memory fakes implement them too.
+
+/// Finding the log record a receipt belongs to: by the log id of its `Context`, else by the
+/// provider message id; `None` when there is no such record.
+pub trait ReceiptTargets: Send + Sync {
+    fn find_receipt_target(
+        &self,
+        log_id: Option<&str>,
+        provider_message_id: &str,
+    ) -> impl Future<Output = Result<Option<ReceiptTarget>, StoreError>> + Send;
+}
+
+/// Applying a receipt's status to its record, once and in order (DESIGN §8), and moving the
+/// number's run of hard failures in the same write (one up for a hard failure, back to 0 for
+/// a delivery).
+pub trait ReceiptStatuses: Send + Sync {
+    fn apply_receipt(
+        &self,
+        target: &ReceiptTarget,
+        receipt: &Receipt<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<ReceiptOutcome, StoreError>> + Send;
+}
+
+/// Adding a provider message's price to its record and `counted_micros` to the spend counter
+/// `counter`, in one write, once per provider message. `true` when added now.
+pub trait SpendCounters: Send + Sync {
+    fn apply_price(
+        &self,
+        log_id: &str,
+        provider_message_id: &str,
+        price: Price,
+        counter: &str,
+        counted_micros: i64,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// A number's run of consecutive hard failures: read it, forget it.
+pub trait HardFailureRuns: Send + Sync {
+    fn hard_failures(
+        &self,
+        e164: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    fn reset_hard_failures(
+        &self,
+        e164: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl ReceiptTargets for LogStore {
     /// Finds the record of a receipt: by the log id the sender put in `Context`, else by the
     /// provider message id (index, eventually consistent). Works on raw items, so records of
     /// any shape (send requests, keyword replies) take receipts.
-    pub async fn find_receipt_target(
+    async fn find_receipt_target(
         &self,
         log_id: Option<&str>,
         provider_message_id: &str,
@@ -206,10 +261,12 @@ impl LogStore {
             .as_ref()
             .and_then(target_of))
     }
+}
 
+impl ReceiptStatuses for LogStore {
     /// Applies a receipt's status to its record (see the module documentation), and moves the
     /// number's hard-failure counter in the same transaction.
-    pub async fn apply_receipt(
+    async fn apply_receipt(
         &self,
         target: &ReceiptTarget,
         receipt: &Receipt<'_>,
@@ -347,13 +404,15 @@ impl LogStore {
             Err(err) => Err(err.into()),
         }
     }
+}
 
+impl SpendCounters for LogStore {
     /// Adds a provider message's price to its record, and `counted_micros` to the spend
     /// counter `month_counter`, once per provider message id. Returns whether it was added
     /// now. `counted_micros` is the price for the account's spend; for a verification code
     /// it is the price less the estimate reserved when the code was sent (may be negative),
     /// so the codes' counter ends at what they really cost (DESIGN §7).
-    pub async fn apply_price(
+    async fn apply_price(
         &self,
         log_id: &str,
         provider_message_id: &str,
@@ -407,9 +466,11 @@ impl LogStore {
             Err(err) => Err(err.into()),
         }
     }
+}
 
+impl HardFailureRuns for LogStore {
     /// The number's current run of hard failures (0 when none or expired).
-    pub async fn hard_failures(&self, e164: &str, now: Timestamp) -> Result<u64, StoreError> {
+    async fn hard_failures(&self, e164: &str, now: Timestamp) -> Result<u64, StoreError> {
         let out = self
             .client
             .get_item()
@@ -438,7 +499,7 @@ impl LogStore {
 
     /// Forgets the number's run of hard failures (after it was marked undeliverable): the
     /// counter goes back to 0 (an update, not a delete: see the module documentation).
-    pub async fn reset_hard_failures(&self, e164: &str, now: Timestamp) -> Result<(), StoreError> {
+    async fn reset_hard_failures(&self, e164: &str, now: Timestamp) -> Result<(), StoreError> {
         let reset = hard_failure_reset(&self.table, &hard_failure_counter_id(e164), now)
             .build()
             .map_err(|_| StoreError::Malformed("hard failure counter reset"))?;
