@@ -4,11 +4,23 @@
 //! their default client, so no second TLS stack is linked). Endpoints, region and credentials
 //! come from the standard environment (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`,
 //! `AWS_REGION`, the Lambda role's variables): local runs differ from AWS only in those.
+//!
+//! The client trusts the root certificates of Amazon Trust Services, compiled in
+//! ([`AMAZON_TRUST_SERVICES_ROOTS`]), not the system's: every endpoint these functions call is
+//! an AWS service endpoint, and AWS serves them with certificates of its own CA, which chain
+//! to Amazon Root CA 1–4 or to the Starfield Services root that cross-signs them. Why, as
+//! measured (docs/bench.md, "TLS roots"): the system's roots cost 3.6 ms of file reads and PEM
+//! decoding (147 files on Debian), on the path to the first `/next` when loaded at init and on
+//! the first request's when not (a thread started at init to load them was, under load, not
+//! scheduled before the first request, which then loaded them itself); these five parse in
+//! 0.05 ms when the first connection is made, and add 4 KiB to a zip. A deployment that must
+//! trust more (a TLS-inspecting proxy, an endpoint that is not AWS's) sets `SSL_CERT_FILE` or
+//! `SSL_CERT_DIR`: the system's roots are then trusted as well.
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::config::{ConfigBag, RuntimeComponents, RuntimeComponentsBuilder};
 use aws_smithy_http_client::Builder;
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
@@ -16,33 +28,44 @@ use aws_smithy_runtime_api::client::http::{
 };
 use aws_smithy_runtime_api::shared::IntoShared;
 
-/// The one HTTPS client (connection pool) of the process.
-///
-/// Its root certificates load on a background thread ([`crate::background`]): reading and decoding the system's
-/// certificate bundle takes 2 to 5 ms, which the SDK would otherwise spend building the first
-/// client, in the function's init, before the runtime asks for its first event. The first
-/// request that needs them waits for them if they are not ready yet (they load once).
+/// Amazon Root CA 1, 2, 3 and 4 and Starfield Services Root Certificate Authority - G2, as
+/// published at <https://www.amazontrust.com/repository/> (valid until 2037–2040).
+pub const AMAZON_TRUST_SERVICES_ROOTS: &[u8] = include_bytes!("aws/amazon-trust-services.pem");
+
+/// The variables with which OpenSSL, and rustls-native-certs, are pointed at other roots.
+const SYSTEM_ROOTS_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
+
+/// The one HTTPS client (connection pool) of the process. It builds its TLS configuration
+/// when the first request needs a connection; nothing of it runs during init.
 pub fn https_client() -> SharedHttpClient {
+    let system_roots = SYSTEM_ROOTS_VARIABLES
+        .iter()
+        .any(|variable| std::env::var_os(variable).is_some());
     let client = Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .tls_context(tls_context(system_roots))
         .build_https();
-    let warming = client.clone();
-    crate::background::spawn_low_priority("tls-roots", move || {
-        // What the SDK does at client construction: build a connector, loading the roots.
-        let _ = warming.validate_base_client_config(
-            &RuntimeComponentsBuilder::new("https_client warm-up"),
-            &ConfigBag::base(),
-        );
-    });
-    RootsLoadedInBackground(client).into_shared()
+    NoConnectorAtConstruction(client).into_shared()
 }
 
-/// [`https_client`]'s client, without the SDK's eager build of a connector at client
-/// construction (its background thread has started that instead).
-#[derive(Debug)]
-struct RootsLoadedInBackground(SharedHttpClient);
+/// Amazon's roots, and the system's too when `system_roots`.
+fn tls_context(system_roots: bool) -> TlsContext {
+    let trust = TrustStore::empty()
+        .with_native_roots(system_roots)
+        .with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS);
+    TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("a trust store without server names is always valid")
+}
 
-impl HttpClient for RootsLoadedInBackground {
+/// [`https_client`]'s client, without the SDK's throwaway connector at each client's
+/// construction (`validate_base_client_config` builds one only to load the system's roots
+/// early, which these roots do not need): the connector is built once, by the first request.
+#[derive(Debug)]
+struct NoConnectorAtConstruction(SharedHttpClient);
+
+impl HttpClient for NoConnectorAtConstruction {
     fn http_connector(
         &self,
         settings: &HttpConnectorSettings,
@@ -70,4 +93,33 @@ pub async fn load_sdk_config() -> SdkConfig {
         .http_client(https_client())
         .load()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connector_builds_with_them() {
+        // The SDK parses the trust store when it builds a connector and panics on a bad PEM.
+        let _ = aws_smithy_http_client::Connector::builder()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .tls_context(tls_context(false))
+            .build();
+    }
+
+    #[test]
+    fn the_compiled_in_roots_are_amazons_five() {
+        let pem = std::str::from_utf8(AMAZON_TRUST_SERVICES_ROOTS).unwrap();
+        assert_eq!(pem.matches("-----BEGIN CERTIFICATE-----").count(), 5);
+        for name in [
+            "Amazon Root CA 1",
+            "Amazon Root CA 2",
+            "Amazon Root CA 3",
+            "Amazon Root CA 4",
+            "Starfield Services Root Certificate Authority - G2",
+        ] {
+            assert!(pem.contains(&format!("# {name}\n")), "{name} is missing");
+        }
+    }
 }
