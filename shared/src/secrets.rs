@@ -1,12 +1,25 @@
 //! Keys from AWS Secrets Manager, read once per cold start (DESIGN §5): the app's JWT signing
 //! key and the HMAC key of verification codes.
 //!
-//! A function that needs a key and cannot have a good one does not start: a missing secret
-//! id, an unreadable secret, or a key shorter than [`MIN_KEY_BYTES`] fails init, so no
+//! A function that needs a key and cannot have a good one serves nothing: a missing secret
+//! id, an unreadable secret, or a key shorter than [`MIN_KEY_BYTES`] is an error, so no
 //! request is ever served with a guessable key. There is no built-in default; the local stack
 //! creates both secrets in moto.
+//!
+//! The APIs read their keys with their first request ([`OnFirstRequest`]), not during init:
+//! the read is a Secrets Manager round trip, and the runtime's first `/next` waits for all of
+//! init. Read before `/next` it made `/next` 9–16 ms (the bare runtime: 1.7 ms); started
+//! during init on a task of its own it still took the CPU `/next` needed (4.1 ms against
+//! 2.9); read by the first request, `/next` is 2.9 ms and the first response as early as
+//! either (docs/bench.md, "Cold start"). A request that finds no good key is answered 500
+//! having done nothing ([`refuse`], after an error log line with the cause), and the next
+//! request reads again, as Lambda would have re-run a failed init for it.
 
+use crate::http::ApiError;
 use aws_sdk_secretsmanager::Client;
+use std::future::Future;
+use std::pin::Pin;
+use tokio::sync::OnceCell;
 
 /// Shortest key accepted: 256 bits, the output size of the HMAC-SHA256 it keys.
 pub const MIN_KEY_BYTES: usize = 32;
@@ -88,9 +101,93 @@ pub async fn read_key(
     })
 }
 
+type Read<T> = Pin<Box<dyn Future<Output = Result<T, SecretError>> + Send>>;
+
+/// What a function builds from its keys (its handler's state), built by the first request
+/// that needs it: [`OnFirstRequest::get`] reads the keys and builds it once, and reads again
+/// after a failed read (a failure is never kept).
+pub struct OnFirstRequest<T> {
+    value: OnceCell<T>,
+    read: Box<dyn Fn() -> Read<T> + Send + Sync>,
+}
+
+impl<T> OnFirstRequest<T> {
+    /// `read` reads the keys and builds the value; nothing runs until the first [`Self::get`].
+    pub fn new<F, Fut>(read: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, SecretError>> + Send + 'static,
+    {
+        Self {
+            value: OnceCell::new(),
+            read: Box::new(move || Box::pin(read())),
+        }
+    }
+
+    /// The value, read and built by the first call that needs it.
+    pub async fn get(&self) -> Result<&T, SecretError> {
+        self.value.get_or_try_init(|| (self.read)()).await
+    }
+}
+
+/// The answer to a request that came before a good key: 500 with the request id and no cause
+/// (DESIGN §5), after an error log line with the cause. Nothing of the request is done.
+pub fn refuse(
+    method: &http::Method,
+    path: &str,
+    request_id: &str,
+    error: &SecretError,
+) -> http::Response<String> {
+    tracing::error!(%error, "no usable key: request refused with 500; the next request reads the key again");
+    crate::http::answer(method, path, request_id, Err(ApiError::internal()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_failed_read_is_read_again_and_a_good_one_is_kept() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = reads.clone();
+        // The first read finds a short key, the next ones a good key.
+        let keys = OnFirstRequest::new(move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move { SecretKey::new(vec![7; if n == 0 { 16 } else { 32 }]) }
+        });
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            0,
+            "nothing is read before a request"
+        );
+        let first = keys.get().await.unwrap_err();
+        assert!(
+            matches!(first, SecretError::TooShort { len: 16, .. }),
+            "{first}"
+        );
+        assert_eq!(keys.get().await.unwrap().expose(), &[7; 32][..]);
+        assert_eq!(keys.get().await.unwrap().expose(), &[7; 32][..]);
+        assert_eq!(reads.load(Ordering::SeqCst), 2, "a good key is read once");
+    }
+
+    #[test]
+    fn a_refusal_is_a_500_with_the_request_id_and_no_cause() {
+        let error = SecretError::NotConfigured {
+            variable: "JWT_SIGNING_KEY_SECRET_ID",
+        };
+        let response = refuse(&http::Method::GET, "/api/v1/x", "req-1", &error);
+        assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+        assert_eq!(body["code"], "internal_error");
+        assert_eq!(body["request_id"], "req-1");
+        assert!(
+            !response.body().contains("JWT_SIGNING"),
+            "{}",
+            response.body()
+        );
+    }
 
     #[test]
     fn short_keys_are_refused_and_keys_never_print() {

@@ -11,8 +11,10 @@ use std::time::SystemTime;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    // The phone number metadata takes ~7 ms to load: start it now, alongside the runtime.
-    sms_shared::phone::warm_up_in_background();
+    // The phone number metadata (~7 ms of CPU) loads on an idle-priority thread started by
+    // the first event, during its first round trips: a thread beside init delays the first
+    // `/next` (docs/bench.md, "Cold start").
+    let warm_up = std::sync::Once::new();
     let config = Config::from_env()?;
     let sdk = sms_shared::aws::load_sdk_config().await;
     let sms = AnySender::from_config(&config, &sdk);
@@ -24,6 +26,7 @@ async fn main() -> Result<(), Error> {
         Arc::new(SystemClock),
     );
     run(service_fn(|event: LambdaEvent<_>| {
+        warm_up.call_once(sms_shared::phone::warm_up_in_background);
         // The invocation's deadline, on the monotonic clock the pacer waits on. Lambda never
         // starts an invocation past its deadline, so one already past is not Lambda's:
         // `cargo lambda watch` sends a fixed `Lambda-Runtime-Deadline-Ms: 600000` (1970),

@@ -1,12 +1,14 @@
-//! Work a function starts during init that the runtime must not wait for.
+//! Work a function starts that no one should wait for: the phone number metadata (7 ms of
+//! CPU), started by a function's first event (its `main.rs`).
 //!
-//! Loading the phone number metadata and the TLS root certificates takes several
-//! milliseconds of CPU. On a thread of normal priority that work competes with the main
-//! thread for Lambda's fraction of a vCPU (and for the two cores of a small machine) and
-//! delays the runtime's first `/next`, which is exactly what it was moved off the main thread
-//! to avoid. At the lowest priority it runs on the CPU the init leaves idle, chiefly while the
-//! runtime waits for its first event; a request that needs it first waits for it, and the
-//! scheduler then gives it the CPU because nothing else wants it.
+//! At the lowest priority it runs only on CPU the request leaves idle, chiefly while the
+//! request waits on its first round trips; a parse that needs the metadata first waits for it,
+//! and the scheduler then gives it the CPU because nothing else wants it. It is not started
+//! during init: even at this priority a thread beside init delayed the runtime's first `/next`
+//! by 1–2 ms on two vCPUs (docs/bench.md, "Cold start"). Nor is it a way to do work before it
+//! is needed: under load an idle-priority thread may not run at all, and the request then does
+//! the work itself (the TLS roots' thread of init did not run before the first request needed
+//! the roots; they are now compiled in, `sms_shared::aws`).
 
 /// Runs `work` on a thread of its own at the lowest scheduling priority (`SCHED_IDLE`).
 pub fn spawn_low_priority(name: &str, work: impl FnOnce() + Send + 'static) {
