@@ -1,7 +1,7 @@
-//! In-memory stores behind the [`crate::ports`], for the handler's unit tests. They keep what
-//! the handler relies on (a marker written once, the update protocol's answers, a reply
-//! claimed once and never sent twice, in doubt ending `unknown` at the next claim) and can be
-//! told to fail or to answer a send with a provider error.
+//! In-memory stores behind the [`crate::ports`], for the handler's unit tests (the preferences:
+//! `sms_shared::store::memory`). They keep what the handler relies on (a marker written once,
+//! a reply claimed once and never sent twice, in doubt ending `unknown` at the next claim) and
+//! can be told to fail or to answer a send with a provider error.
 
 use crate::ports::{InboundMarkers, KeywordReplies};
 use jiff::Timestamp;
