@@ -20,8 +20,8 @@
 //!
 //! Ports (docs/http-api.md): [`PreferencesRead`] and [`ConsentWrites`] for the handlers'
 //! reads and changes of preferences, [`ConfirmationSend`] for the send; [`ConsentStore`] and
-//! [`ConfirmationSender`] are the DynamoDB / SMS adapters, [`memory::MemoryPreferences`] the
-//! in-memory fake of all three for unit tests.
+//! [`ConfirmationSender`] are the DynamoDB / SMS adapters, `memory::MemoryPreferences` (the
+//! `fakes` feature) the in-memory fake of all three for unit tests.
 
 use crate::MessageClass;
 use crate::clock::Clock;
