@@ -24,7 +24,8 @@ use std::collections::HashMap;
 /// Port: the users of a number, and changing them all by the one update protocol
 /// ([`PreferencesStore::update_by_number`]: conditional on the version read, `Contended`
 /// after losing too many races). What the SNS functions need (a STOP, a carrier opt-out, an
-/// undeliverable number); `store::memory::MemoryPreferences` (the `fakes` feature) is its in-memory fake.
+/// undeliverable number); `store::memory::MemoryPreferences` (the `fakes` feature) is its
+/// in-memory fake.
 pub trait NumberPreferences: Send + Sync {
     fn find_by_phone(
         &self,
