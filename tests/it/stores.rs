@@ -18,7 +18,7 @@ use sms_shared::store::schema::{self, LOG_KEY, VERIFICATION_KEY};
 use sms_shared::store::verification::{Issue, Issued, Reservation};
 use sms_shared::store::{
     Claim, CodeRecord, Counters, Finish, LogRecord, LogStatus, LogStore, NewLogRecord,
-    PreferencesStore, Related, SaveOutcome, VerificationStore,
+    NumberPreferences, PreferencesStore, Related, SaveOutcome, VerificationStore,
 };
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;

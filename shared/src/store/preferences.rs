@@ -2,7 +2,7 @@
 //! append-only consent history (`sk = CONSENT#<ms>#<random>`), both under the user id.
 //!
 //! **One update protocol.** Every change of a user's preferences goes through
-//! [`PreferencesStore::update`] (one user) or [`PreferencesStore::update_by_number`] (every
+//! [`PreferencesStore::update`] (one user) or [`NumberPreferences::update_by_number`] (every
 //! user of a number: STOP, START, a carrier opt-out, an undeliverable number): read, let the
 //! caller's `change` edit a copy and name the consent events, save conditionally on the
 //! version read (events in the same transaction), and on a lost race read again and retry,
@@ -22,7 +22,7 @@ use serde_dynamo::aws_sdk_dynamodb_1::{from_item, from_items, to_item};
 use std::collections::HashMap;
 
 /// Port: the users of a number, and changing them all by the one update protocol
-/// ([`PreferencesStore::update_by_number`]: conditional on the version read, `Contended`
+/// ([`PreferencesStore::update`] for each of them: conditional on the version read, `Contended`
 /// after losing too many races). What the SNS functions need (a STOP, a carrier opt-out, an
 /// undeliverable number); `store::memory::MemoryPreferences` (the `fakes` feature) is its
 /// in-memory fake.
@@ -43,23 +43,76 @@ pub trait NumberPreferences: Send + Sync {
 }
 
 impl NumberPreferences for PreferencesStore {
-    fn find_by_phone(
-        &self,
-        e164: &str,
-    ) -> impl Future<Output = Result<Vec<Preferences>, StoreError>> + Send {
-        PreferencesStore::find_by_phone(self, e164)
+    /// Every user whose current phone number is `e164` (STOP replies, carrier opt-outs).
+    async fn find_by_phone(&self, e164: &str) -> Result<Vec<Preferences>, StoreError> {
+        let mut users = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(PREFS_BY_PHONE_INDEX)
+                .key_condition_expression("#phone = :phone")
+                .expression_attribute_names("#phone", PREFS_PHONE_KEY)
+                .expression_attribute_values(":phone", s(e164))
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            users.extend(from_items::<Preferences>(out.items.unwrap_or_default())?);
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(users),
+            }
+        }
     }
 
-    fn update_by_number<F>(
+    /// [`PreferencesStore::update`] for every user whose current number is `e164` (a STOP,
+    /// a START, a carrier opt-out, an undeliverable number). A user whose number changed
+    /// meanwhile is left alone. `Contended` when one user's preferences kept changing: the
+    /// users before it stay updated, and calling again finishes the rest (a `change` that
+    /// finds its work done changes nothing).
+    async fn update_by_number<F>(
         &self,
         e164: &str,
         now: Timestamp,
-        change: F,
-    ) -> impl Future<Output = Result<Vec<Updated>, UpdateError>> + Send
+        mut change: F,
+    ) -> Result<Vec<Updated>, UpdateError>
     where
         F: FnMut(&mut Preferences) -> Vec<ConsentEvent> + Send,
     {
-        PreferencesStore::update_by_number(self, e164, now, change)
+        let mut change = |p: &mut Preferences| Ok::<_, UpdateError>(change(p));
+        let mut updated = Vec::new();
+        for found in self.find_by_phone(e164).await? {
+            let user_id = found.user_id.clone();
+            let mut current = Some(found);
+            let mut done = false;
+            for _ in 0..UPDATE_ATTEMPTS {
+                let prefs = match current.take() {
+                    Some(prefs) => prefs,
+                    None => match self.get(&user_id).await? {
+                        Some(prefs) => prefs,
+                        None => {
+                            done = true;
+                            break;
+                        }
+                    },
+                };
+                if prefs.phone_number.as_deref() != Some(e164) {
+                    done = true;
+                    break;
+                }
+                if let Some(result) = self.attempt(prefs, now, &[], &mut change).await? {
+                    updated.push(result);
+                    done = true;
+                    break;
+                }
+            }
+            if !done {
+                return Err(UpdateError::Contended);
+            }
+        }
+        Ok(updated)
     }
 }
 
@@ -408,61 +461,13 @@ impl PreferencesStore {
         Err(UpdateError::Contended.into())
     }
 
-    /// [`PreferencesStore::update`] for every user whose current number is `e164` (a STOP,
-    /// a START, a carrier opt-out, an undeliverable number). A user whose number changed
-    /// meanwhile is left alone. `Contended` when one user's preferences kept changing: the
-    /// users before it stay updated, and calling again finishes the rest (a `change` that
-    /// finds its work done changes nothing).
-    pub async fn update_by_number<F>(
-        &self,
-        e164: &str,
-        now: Timestamp,
-        mut change: F,
-    ) -> Result<Vec<Updated>, UpdateError>
-    where
-        F: FnMut(&mut Preferences) -> Vec<ConsentEvent>,
-    {
-        let mut change = |p: &mut Preferences| Ok::<_, UpdateError>(change(p));
-        let mut updated = Vec::new();
-        for found in self.find_by_phone(e164).await? {
-            let user_id = found.user_id.clone();
-            let mut current = Some(found);
-            let mut done = false;
-            for _ in 0..UPDATE_ATTEMPTS {
-                let prefs = match current.take() {
-                    Some(prefs) => prefs,
-                    None => match self.get(&user_id).await? {
-                        Some(prefs) => prefs,
-                        None => {
-                            done = true;
-                            break;
-                        }
-                    },
-                };
-                if prefs.phone_number.as_deref() != Some(e164) {
-                    done = true;
-                    break;
-                }
-                if let Some(result) = self.attempt(prefs, now, &[], &mut change).await? {
-                    updated.push(result);
-                    done = true;
-                    break;
-                }
-            }
-            if !done {
-                return Err(UpdateError::Contended);
-            }
-        }
-        Ok(updated)
-    }
-
     /// Revokes consent of every user of `e164` who has it (a STOP, or AWS saying the number
     /// opted out), each with the history event `event` builds. Returns how many were revoked.
     pub async fn revoke_number(
         &self,
         e164: &str,
         now: Timestamp,
-        event: impl Fn(&Preferences) -> ConsentEvent,
+        event: impl Fn(&Preferences) -> ConsentEvent + Sync,
     ) -> Result<usize, UpdateError> {
         let updated = self
             .update_by_number(e164, now, |p| {
@@ -595,30 +600,6 @@ impl PreferencesStore {
             )),
         );
         Ok(item)
-    }
-
-    /// Every user whose current phone number is `e164` (STOP replies, carrier opt-outs).
-    pub async fn find_by_phone(&self, e164: &str) -> Result<Vec<Preferences>, StoreError> {
-        let mut users = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(PREFS_BY_PHONE_INDEX)
-                .key_condition_expression("#phone = :phone")
-                .expression_attribute_names("#phone", PREFS_PHONE_KEY)
-                .expression_attribute_values(":phone", s(e164))
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            users.extend(from_items::<Preferences>(out.items.unwrap_or_default())?);
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(users),
-            }
-        }
     }
 
     /// A user's consent history, oldest first.
