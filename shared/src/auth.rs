@@ -118,8 +118,9 @@ impl Authenticator {
         }
     }
 
-    /// As configured, at cold start: in `app_jwt` mode the signing key is read from Secrets
-    /// Manager, and a missing, unreadable or short key fails init.
+    /// As configured: in `app_jwt` mode the signing key is read from Secrets Manager (by the
+    /// function's first request, `secrets::OnFirstRequest`), and a missing, unreadable or short
+    /// key is an error, so nothing is served with it.
     pub async fn load(
         settings: &AuthSettings,
         secrets_client: &aws_sdk_secretsmanager::Client,
