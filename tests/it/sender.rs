@@ -11,11 +11,11 @@ use integration_tests::sender_fixture::{
 use integration_tests::sqs::{deliver, drain, event_body, receive_event, receive_event_waiting};
 use jiff::{SignedDuration, Timestamp};
 use sender::Outcome;
+use sms_shared::MessageKind;
 use sms_shared::consent::SuppressReason;
 use sms_shared::preferences::{ConsentAction, ConsentEvent, ConsentMethod};
 use sms_shared::request::SendRequest;
 use sms_shared::store::LogStatus;
-use sms_shared::MessageKind;
 
 #[tokio::test]
 async fn every_kind_from_its_sample_event_is_sent_once_with_the_right_body() {
