@@ -29,6 +29,13 @@ OUT="$TARGET_DIR/bench"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
 
+# The pacing part's DynamoDB (moto serves too few requests for 100 parts/s): dynoxide from
+# crates.io, built once per machine (about 4 minutes), then found installed.
+echo "==> cargo install dynoxide-rs (the DynamoDB of bench pacing)"
+cargo install --quiet dynoxide-rs --version 3.2.0 --locked --no-default-features \
+  --features native-sqlite,http-server,cli \
+  --root "$OUT/dynoxide" --target-dir "$OUT/dynoxide-build"
+
 # A moto of our own, never the one `make dev` may be running.
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$port" --keep-alive > "$OUT/moto.log" 2>&1 &
@@ -44,4 +51,5 @@ export SMS_TEST_MOTO_URL="http://127.0.0.1:$port"
 "$BENCH" api $MODE > "$OUT/api.stdout"
 "$BENCH" sender $MODE > "$OUT/sender.stdout"
 "$BENCH" peer $MODE > "$OUT/peer.stdout"
+"$BENCH" pacing $MODE > "$OUT/pacing.stdout"
 "$BENCH" report $MODE

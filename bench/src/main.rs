@@ -2,7 +2,7 @@
 //! functions, as one markdown table in `bench/RESULTS.md`. See `docs/bench.md`.
 //!
 //! ```text
-//! bench size | probe | coldstart | sender | peer | segments | api | report   [--quick]
+//! bench size | probe | coldstart | sender | pacing | peer | segments | api | report   [--quick]
 //! ```
 //!
 //! Each part leaves its rows in `target/bench/<part>.json`; `report` renders them all.
@@ -12,6 +12,7 @@ mod api;
 mod coldstart;
 mod counting_proxy;
 mod fixtures;
+mod pacing;
 mod peer;
 mod probe;
 mod report;
@@ -27,6 +28,7 @@ fn main() {
         Some("size") => size::run(),
         Some("coldstart") => coldstart::run(mode),
         Some("sender") => sender::run(mode),
+        Some("pacing") => pacing::run(mode),
         Some("peer") => peer::run(mode),
         Some("segments") => segments::run(),
         Some("api") => api::run(mode),
@@ -34,7 +36,7 @@ fn main() {
         Some("report") => report::run(mode),
         _ => {
             eprintln!(
-                "usage: bench size|probe|coldstart|sender|peer|segments|api|report [--quick]"
+                "usage: bench size|probe|coldstart|sender|pacing|peer|segments|api|report [--quick]"
             );
             std::process::exit(2);
         }

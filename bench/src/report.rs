@@ -12,6 +12,7 @@ const PARTS: &[&str] = &[
     "probe",
     "coldstart",
     "sender",
+    "pacing",
     "peer",
     "segments",
     "api",
