@@ -29,8 +29,8 @@ OUT="$TARGET_DIR/bench"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
 
-# The pacing part's DynamoDB (moto serves too few requests for 100 parts/s): dynoxide from
-# crates.io, built once per machine (about 4 minutes), then found installed.
+# The pacing part's DynamoDB (moto serves too few requests for 100 parts/s): dynoxide (crate
+# dynoxide-rs), built once per machine (about 4 minutes), then found installed.
 echo "==> cargo install dynoxide-rs (the DynamoDB of bench pacing)"
 cargo install --quiet dynoxide-rs --version 3.2.0 --locked --no-default-features \
   --features native-sqlite,http-server,cli \

@@ -2,11 +2,12 @@
 //!
 //! moto applies one DynamoDB request at a time (~45 sent messages per second here), so against
 //! it the sender never gets near 100/s. This part runs the sender against dynoxide instead (a
-//! DynamoDB emulator in Rust on SQLite, from crates.io; `bench/run.sh` installs it): it serves
-//! every request the sender makes, TransactWriteItems and its cancellation reasons included,
-//! with its conditions evaluated as DynamoDB does. SQS stays on moto (it is only called for
-//! records that come back), and the SMS stub enforces the rate with its token bucket
-//! (`SmsStub::limit_rate`, one second of burst, `ThrottlingException` above it).
+//! DynamoDB emulator in Rust on SQLite, crate `dynoxide-rs`; `bench/run.sh` installs it): it
+//! serves every request the sender makes, TransactWriteItems included, and keeps their
+//! conditions (a batch delivered again after the run must end `duplicate`, with no SMS). SQS
+//! stays on moto (it is only called for records that come back), and the SMS stub enforces the
+//! rate with its token bucket (`SmsStub::limit_rate`, one second of burst,
+//! `ThrottlingException` above it).
 //!
 //! The sender runs as Lambda runs it at that rate: `SENDER_MAX_CONCURRENCY` instances (the
 //! template's default, 2 per queue × 2 queues = 4), each a `Sender` with its own clients, its
