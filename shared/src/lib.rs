@@ -22,6 +22,8 @@
 //! metrics ([`metrics`]), the SNS loop ([`sns`]), the lambda-facing parts of [`http`],
 //! [`request::enqueue`] (SQS), and [`config`] (one struct read from the environment).
 
+#[cfg(all(feature = "secretsmanager", feature = "sms"))]
+pub mod api_main;
 #[cfg(feature = "secretsmanager")]
 pub mod auth;
 pub mod aws;

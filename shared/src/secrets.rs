@@ -6,20 +6,18 @@
 //! request is ever served with a guessable key. There is no built-in default; the local stack
 //! creates both secrets in moto.
 //!
-//! The APIs read their keys with their first request ([`OnFirstRequest`]), not during init:
-//! the read is a Secrets Manager round trip, and the runtime's first `/next` waits for all of
-//! init. Read before `/next` it made `/next` 9–16 ms (the bare runtime: 1.7 ms); started
-//! during init on a task of its own it still took the CPU `/next` needed (4.1 ms against
-//! 2.9); read by the first request, `/next` is 2.9 ms and the first response as early as
-//! either (docs/bench.md, "Cold start"). A request that finds no good key is answered 500
-//! having done nothing ([`refuse`], after an error log line with the cause), and the next
-//! request reads again, as Lambda would have re-run a failed init for it.
+//! The APIs read their keys at cold start ([`ReadAtColdStart`]), as DESIGN §5 requires, on a
+//! task started at init: the read is a Secrets Manager round trip, and read before the
+//! runtime's first `/next` it made `/next` 16–18 ms (the bare runtime: 1.7 ms); on its own
+//! task `/next` does not wait for it, and the first request awaits it (docs/bench.md, "Cold
+//! start"). A missing, unreadable or short key ends the process before it answers anything
+//! ([`refuse_to_start`]): Lambda reports a runtime exit, and the next invocation is a fresh
+//! cold start that reads again, as after a failed init.
 
-use crate::http::ApiError;
 use aws_sdk_secretsmanager::Client;
 use std::future::Future;
-use std::pin::Pin;
-use tokio::sync::OnceCell;
+use std::sync::Arc;
+use tokio::sync::SetOnce;
 
 /// Shortest key accepted: 256 bits, the output size of the HMAC-SHA256 it keys.
 pub const MIN_KEY_BYTES: usize = 32;
@@ -101,92 +99,102 @@ pub async fn read_key(
     })
 }
 
-type Read<T> = Pin<Box<dyn Future<Output = Result<T, SecretError>> + Send>>;
-
-/// What a function builds from its keys (its handler's state), built by the first request
-/// that needs it: [`OnFirstRequest::get`] reads the keys and builds it once, and reads again
-/// after a failed read (a failure is never kept).
-pub struct OnFirstRequest<T> {
-    value: OnceCell<T>,
-    read: Box<dyn Fn() -> Read<T> + Send + Sync>,
+/// What a function builds from its keys (its handler's state), read and built at cold start
+/// on a task of its own, so the runtime's first `/next` does not wait for the round trip.
+/// Requests await it; a read that fails ends the process ([`refuse_to_start`]), so no
+/// request ever finds no value.
+pub struct ReadAtColdStart<T> {
+    value: Arc<SetOnce<T>>,
 }
 
-impl<T> OnFirstRequest<T> {
-    /// `read` reads the keys and builds the value; nothing runs until the first [`Self::get`].
-    pub fn new<F, Fut>(read: F) -> Self
+impl<T: Send + Sync + 'static> ReadAtColdStart<T> {
+    /// Starts `read` now (it needs a running Tokio runtime).
+    pub fn start<F>(read: F) -> Self
     where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, SecretError>> + Send + 'static,
+        F: Future<Output = Result<T, SecretError>> + Send + 'static,
     {
-        Self {
-            value: OnceCell::new(),
-            read: Box::new(move || Box::pin(read())),
-        }
+        Self::start_or(read, refuse_to_start)
     }
 
-    /// The value, read and built by the first call that needs it.
-    pub async fn get(&self) -> Result<&T, SecretError> {
-        self.value.get_or_try_init(|| (self.read)()).await
+    /// [`Self::start`], with `refuse` called with a failed read's error.
+    fn start_or<F>(read: F, refuse: fn(&SecretError) -> !) -> Self
+    where
+        F: Future<Output = Result<T, SecretError>> + Send + 'static,
+    {
+        let value = Arc::new(SetOnce::new());
+        let set = value.clone();
+        tokio::spawn(async move {
+            let value = read.await.unwrap_or_else(|error| refuse(&error));
+            // The only setter: this task, once.
+            let _ = set.set(value);
+        });
+        Self { value }
+    }
+
+    /// The value, once the read started at cold start has finished.
+    pub async fn get(&self) -> &T {
+        self.value.wait().await
     }
 }
 
-/// The answer to a request that came before a good key: 500 with the request id and no cause
-/// (DESIGN §5), after an error log line with the cause. Nothing of the request is done.
-pub fn refuse(
-    method: &http::Method,
-    path: &str,
-    request_id: &str,
-    error: &SecretError,
-) -> http::Response<String> {
-    tracing::error!(%error, "no usable key: request refused with 500; the next request reads the key again");
-    crate::http::answer(method, path, request_id, Err(ApiError::internal()))
+/// Ends a process that has no good key, before it answers or does anything (DESIGN §5: "a
+/// deployed function refuses to start with a missing or short key"), after an error log line
+/// with the cause (the secret id and what is wrong, never the key). Lambda reports the
+/// invocation in progress, if any, as a runtime exit error, and starts the next one cold.
+pub fn refuse_to_start(error: &SecretError) -> ! {
+    tracing::error!(%error, "no usable key: the function refuses to start");
+    std::process::exit(1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::oneshot;
 
-    #[tokio::test]
-    async fn a_failed_read_is_read_again_and_a_good_one_is_kept() {
-        let reads = Arc::new(AtomicUsize::new(0));
-        let counted = reads.clone();
-        // The first read finds a short key, the next ones a good key.
-        let keys = OnFirstRequest::new(move || {
-            let n = counted.fetch_add(1, Ordering::SeqCst);
-            async move { SecretKey::new(vec![7; if n == 0 { 16 } else { 32 }]) }
-        });
-        assert_eq!(
-            reads.load(Ordering::SeqCst),
-            0,
-            "nothing is read before a request"
-        );
-        let first = keys.get().await.unwrap_err();
-        assert!(
-            matches!(first, SecretError::TooShort { len: 16, .. }),
-            "{first}"
-        );
-        assert_eq!(keys.get().await.unwrap().expose(), &[7; 32][..]);
-        assert_eq!(keys.get().await.unwrap().expose(), &[7; 32][..]);
-        assert_eq!(reads.load(Ordering::SeqCst), 2, "a good key is read once");
+    fn refused(error: &SecretError) -> ! {
+        panic!("refused to start: {error}")
     }
 
-    #[test]
-    fn a_refusal_is_a_500_with_the_request_id_and_no_cause() {
-        let error = SecretError::NotConfigured {
-            variable: "JWT_SIGNING_KEY_SECRET_ID",
-        };
-        let response = refuse(&http::Method::GET, "/api/v1/x", "req-1", &error);
-        assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
-        let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
-        assert_eq!(body["code"], "internal_error");
-        assert_eq!(body["request_id"], "req-1");
-        assert!(
-            !response.body().contains("JWT_SIGNING"),
-            "{}",
-            response.body()
+    #[tokio::test]
+    async fn the_read_starts_at_cold_start_and_every_request_gets_its_one_value() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = reads.clone();
+        let (started, has_started) = oneshot::channel();
+        let keys = ReadAtColdStart::start_or(
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = started.send(());
+                SecretKey::new(vec![7; 32])
+            },
+            refused,
         );
+        has_started.await.expect("the read ran before any request");
+        let (first, second) = tokio::join!(keys.get(), keys.get());
+        assert_eq!(first.expose(), &[7; 32][..]);
+        assert_eq!(second.expose(), &[7; 32][..]);
+        assert_eq!(keys.get().await.expose(), &[7; 32][..]);
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "the key is read once");
+    }
+
+    /// Where the refusal of the next test reports its cause (a `fn` pointer captures nothing).
+    static REFUSAL: Mutex<Option<oneshot::Sender<String>>> = Mutex::new(None);
+
+    fn reported(error: &SecretError) -> ! {
+        if let Some(report) = REFUSAL.lock().unwrap().take() {
+            let _ = report.send(error.to_string());
+        }
+        panic!("refused to start: {error}")
+    }
+
+    #[tokio::test]
+    async fn a_short_key_is_refused_at_cold_start_without_a_request() {
+        let (report, refusal) = oneshot::channel();
+        *REFUSAL.lock().unwrap() = Some(report);
+        let _keys = ReadAtColdStart::start_or(async { SecretKey::new(vec![7; 16]) }, reported);
+        let why = refusal.await.expect("refused before any request");
+        assert_eq!(why, "the key is 16 bytes; at least 32 are required");
     }
 
     #[test]

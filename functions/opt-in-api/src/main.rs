@@ -1,63 +1,16 @@
-//! Wiring only: configuration, the clients (DynamoDB, the SMS sender of the opt-in
-//! confirmations) built once, and the app's JWT key, read by the first request; the handler
-//! of `lib.rs`.
+//! Wiring only (`sms_shared::api_main`): the app's JWT key, read at cold start, and the
+//! handler of `lib.rs`.
 
-use lambda_http::request::RequestContext;
-use lambda_http::{Body, Error, Request, RequestExt, Response, run, service_fn};
+use lambda_http::Error;
 use opt_in_api::{State, handler};
+use sms_shared::api_main::{self, Clients};
 use sms_shared::auth::Authenticator;
-use sms_shared::http as api;
-use sms_shared::secrets::{self, OnFirstRequest, SecretError};
-use sms_shared::sms::AnySender;
-use sms_shared::{Clock, Config, SystemClock};
-use std::sync::{Arc, Once};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
-    let sdk = sms_shared::aws::load_sdk_config().await;
-    let secrets_client = aws_sdk_secretsmanager::Client::new(&sdk);
-    // Opt-in confirmations (DESIGN §8), from the configured origination identity.
-    let sender = AnySender::from_config(&config, &sdk);
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    // The key is read by the first request, not before the first `/next` (sms_shared::secrets).
-    let state = OnFirstRequest::new(move || {
-        let (config, secrets_client) = (config.clone(), secrets_client.clone());
-        let (dynamodb, sender, clock) = (dynamodb.clone(), sender.clone(), clock.clone());
-        async move {
-            let auth = Authenticator::load(&config.auth, &secrets_client).await?;
-            Ok(State::new(config, auth, dynamodb, sender, clock))
-        }
-    });
-    // The phone number metadata (~7 ms of CPU) loads on an idle-priority thread started by
-    // the first request, during the key's round trip (docs/bench.md, "Cold start").
-    let warm_up = Once::new();
-    let (state, warm_up) = (&state, &warm_up);
-    run(service_fn(move |request: Request| async move {
-        warm_up.call_once(sms_shared::phone::warm_up_in_background);
-        match state.get().await {
-            Ok(state) => handler(state, request).await,
-            Err(error) => Ok(refused(&request, &error)),
-        }
-    }))
-    .await
-}
-
-/// The 500 of a request that came before a good key, quoting the id `lib.rs` would.
-fn refused(request: &Request, error: &SecretError) -> Response<Body> {
-    let context = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(context)) => Some(context),
-        _ => None,
+    let read_state = |c: Clients| async move {
+        let auth = Authenticator::load(&c.config.auth, &c.secrets).await?;
+        Ok(State::new(c.config, auth, c.dynamodb, c.sender, c.clock))
     };
-    let invocation = request.lambda_context_ref().map(|c| c.request_id.as_str());
-    let request_id = api::quoted_request_id(context, invocation);
-    secrets::refuse(
-        request.method(),
-        request.raw_http_path(),
-        &request_id,
-        error,
-    )
-    .map(Body::from)
+    api_main::serve(read_state, handler).await
 }

@@ -1,9 +1,10 @@
-//! The `opt-in-api` binary with a bad key (DESIGN §5: no request is served with a guessable
-//! key). The key is read by the first request, not at init (`sms_shared::secrets`), so a short
-//! key is a 500 for that request, with nothing done and the cause logged, and the function
-//! serves the request after the secret is fixed without a new cold start. Run as a separate
-//! process under a local Lambda Runtime API with moto (`CARGO_BIN_EXE_opt-in-api`, the debug
-//! profile), as `functions/sender/tests/processes.rs` runs the sender.
+//! The `opt-in-api` binary with a bad key (DESIGN §5: "a deployed function refuses to start
+//! with a missing or short key"). The key is read at cold start (`sms_shared::secrets`): with a
+//! short key the process logs why and exits non-zero, answering nothing and writing nothing;
+//! Lambda's next invocation is a fresh cold start, which serves once the secret is fixed. Run
+//! as a separate process under a local Lambda Runtime API with moto
+//! (`CARGO_BIN_EXE_opt-in-api`, the debug profile), as `functions/sender/tests/processes.rs`
+//! runs the sender.
 
 use integration_tests::TestEnv;
 use integration_tests::lambda_process::LambdaProcess;
@@ -37,37 +38,41 @@ fn status_and_body(answer: &[u8]) -> (u64, Value) {
     (answer["statusCode"].as_u64().unwrap_or(0), body)
 }
 
+/// The binary as a new cold start, its JWT key in secret `secret`.
+async fn start(env: &TestEnv, secret: &str, log: &Path) -> LambdaProcess {
+    LambdaProcess::start(
+        env!("CARGO_BIN_EXE_opt-in-api").as_ref(),
+        "opt-in-api",
+        env,
+        &[("JWT_SIGNING_KEY_SECRET_ID", secret)],
+        log,
+    )
+    .await
+}
+
 #[tokio::test]
-async fn a_short_key_answers_500_with_nothing_done_until_the_secret_is_fixed() {
+async fn a_short_key_refuses_to_start_and_a_good_key_serves() {
     let env = TestEnv::new().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&env.sdk);
     let secret = put_secret(&secrets, &format!("{}jwt", env.prefix), "sixteen-bytes!!!")
         .await
         .expect("the secret");
     let log = log_path();
-    let mut function = LambdaProcess::start(
-        env!("CARGO_BIN_EXE_opt-in-api").as_ref(),
-        "opt-in-api",
-        &env,
-        &[("JWT_SIGNING_KEY_SECRET_ID", &secret)],
-        &log,
-    )
-    .await;
-
+    let mut function = start(&env, &secret, &log).await;
     let answer = function.invoke(&opt_in_get(), PATIENCE).await;
-    let (status, body) = status_and_body(&answer.expect("an answer, not an init error"));
-    assert_eq!(status, 500, "{body}");
-    assert_eq!(body["code"], "internal_error", "{body}");
-    assert!(body["request_id"].is_string(), "{body}");
+    let refusal = answer.expect_err("no answer from a function without a good key");
     assert!(
-        !body.to_string().contains("bytes"),
-        "no cause in the answer: {body}"
+        refusal.contains("exited with") && !refusal.contains("exit status: 0"),
+        "the process exits non-zero: {refusal}"
     );
     let logged = std::fs::read_to_string(&log).expect("the function's log");
     assert!(
-        logged.contains("no usable key") && logged.contains("at least 32 are required"),
-        "the log says why: {logged}"
+        logged.contains("refuses to start")
+            && logged.contains(&secret)
+            && logged.contains("the key is 16 bytes; at least 32 are required"),
+        "the log says which secret and what is wrong: {logged}"
     );
+    assert!(!logged.contains("sixteen-bytes"), "never the key: {logged}");
     // Nothing done: the prompt a served GET records as shown was not.
     let preferences = PreferencesStore::new(env.dynamodb.clone(), &env.tables.preferences);
     assert_eq!(preferences.get("u-42").await.expect("read"), None);
@@ -79,8 +84,13 @@ async fn a_short_key_answers_500_with_nothing_done_until_the_secret_is_fixed() {
         .send()
         .await
         .expect("the fixed key");
+    // Lambda's next invocation after a runtime exit is a new cold start.
+    let mut function = start(&env, &secret, &log).await;
     let answer = function.invoke(&opt_in_get(), PATIENCE).await;
     let (status, body) = status_and_body(&answer.expect("an answer"));
-    assert_eq!(status, 200, "the next request reads the fixed key: {body}");
+    assert_eq!(
+        status, 200,
+        "a cold start with the fixed key serves: {body}"
+    );
     assert_eq!(body["show_prompt"], true, "{body}");
 }
