@@ -399,9 +399,9 @@ async fn start_once(
         .map_err(|e| format!("spawn {}: {e}", who.label()))?;
     let pid = child.id() as libc::pid_t;
     let result = drive_start(&mut api, &mut child, exec, tag, batches, proxy).await;
-    let total_cpu = kill_and_reap(pid);
-    let mut sample = result?;
-    sample.cpu = total_cpu.saturating_sub(sample.cpu);
+    let life_cpu = kill_and_reap(pid);
+    let (mut sample, cpu_before) = result?;
+    sample.cpu = life_cpu.saturating_sub(cpu_before);
     let measured = format!("{tag}-m");
     let mut ids = HashSet::new();
     for sms in stub.sent() {
@@ -435,8 +435,8 @@ fn vars(stub: &SmsStub, proxy: &CountingProxy) -> Vec<(String, String)> {
 }
 
 /// Drives one start: the first record and the warm-up batch, then (while the process waits
-/// on `/next`) the CPU reading and the measured batches. `Sample::cpu` is the CPU already
-/// used when the batches were queued.
+/// on `/next`) the CPU reading and the measured batches. Returns the sample without its CPU
+/// and sends, and the CPU the process had used when the batches were queued.
 async fn drive_start(
     api: &mut RuntimeApi,
     child: &mut Child,
@@ -444,7 +444,7 @@ async fn drive_start(
     tag: &str,
     batches: usize,
     proxy: &CountingProxy,
-) -> Result<Sample, String> {
+) -> Result<(Sample, Duration), String> {
     let mut progress = Progress::default();
     // Until the process asks for a third invocation: the first two are answered.
     progress.until(api, child, 3).await?;
@@ -466,17 +466,18 @@ async fn drive_start(
     progress.until(api, child, 3 + batches).await?;
     let wall = started.elapsed();
     let dynamodb = proxy.take();
-    Ok(Sample {
+    let sample = Sample {
         to_next,
         to_first_response,
-        cpu: before,
+        cpu: Duration::ZERO,
         sent: 0,
         sms_calls: 0,
         requests: 10 * batches,
         dynamodb,
         bad_answers: progress.bad,
         wall,
-    })
+    };
+    Ok((sample, before))
 }
 
 /// What the process has done so far.
