@@ -4,6 +4,7 @@
 //! sets the production values. The README lists them all.
 
 pub use sms_core::settings::{Branding, Limits, parse_usd_micros};
+use sms_core::verification::WindowLimits;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -110,6 +111,10 @@ pub struct Config {
     pub auth: AuthSettings,
     /// The Secrets Manager secret holding the HMAC key of verification codes.
     pub code_hmac_key_secret_id: Option<String>,
+    /// The windows of verification codes (DESIGN §5); the two per-country hourly ones come
+    /// from `VERIFICATION_HOME_COUNTRY_HOURLY` and `VERIFICATION_OTHER_COUNTRY_HOURLY`, so a
+    /// deployment sizes them to its number's capacity and its sign-up peak (§7).
+    pub verification_windows: WindowLimits,
     /// How many records of one SQS batch are processed at once.
     pub sender_concurrency: usize,
     /// Lambda concurrency the sender may reach; the send rate is shared across it.
@@ -243,6 +248,7 @@ impl Config {
                     .collect(),
             },
             code_hmac_key_secret_id: env.optional("CODE_HMAC_KEY_SECRET_ID"),
+            verification_windows: verification_windows(&env)?,
             sender_concurrency: env.parse("SENDER_CONCURRENCY", 4usize)?.max(1),
             sender_max_concurrency: env.parse("SENDER_MAX_CONCURRENCY", 2u32)?.max(1),
             claim_lease: seconds(&env, "SEND_CLAIM_LEASE_SECONDS", 120)?,
@@ -301,6 +307,44 @@ fn base_path(env: &Env<'_>) -> Result<String, ConfigError> {
         });
     }
     Ok(path.to_owned())
+}
+
+/// [`WindowLimits::default`] with the country windows of the environment.
+fn verification_windows(env: &Env<'_>) -> Result<WindowLimits, ConfigError> {
+    let defaults = WindowLimits::default();
+    Ok(WindowLimits {
+        per_country_per_hour: positive_count(
+            env,
+            "VERIFICATION_HOME_COUNTRY_HOURLY",
+            defaults.per_country_per_hour,
+        )?,
+        per_other_country_per_hour: positive_count(
+            env,
+            "VERIFICATION_OTHER_COUNTRY_HOURLY",
+            defaults.per_other_country_per_hour,
+        )?,
+        ..defaults
+    })
+}
+
+/// A whole number above zero, digits only: a window of 0 would refuse every code, and a
+/// sign or a fraction is more likely a typo than a limit.
+fn positive_count(env: &Env<'_>, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    let Some(raw) = env.optional(name) else {
+        return Ok(default);
+    };
+    let digits = raw.trim();
+    let invalid = || ConfigError {
+        name,
+        reason: format!("`{raw}` is not a whole number above 0"),
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    match digits.parse::<u64>() {
+        Ok(0) | Err(_) => Err(invalid()),
+        Ok(n) => Ok(n),
+    }
 }
 
 fn usd_micros(env: &Env<'_>, name: &'static str, default: &str) -> Result<u64, ConfigError> {
@@ -386,6 +430,38 @@ mod tests {
     }
 
     #[test]
+    fn country_windows_default_to_the_core_rules_and_are_read_strictly() {
+        let defaults = config(&[]).unwrap().verification_windows;
+        assert_eq!(defaults, WindowLimits::default());
+        assert_eq!(defaults.per_country("US"), 100);
+        assert_eq!(defaults.per_country("CA"), 20);
+
+        let c = config(&[
+            ("VERIFICATION_HOME_COUNTRY_HOURLY", " 3000 "),
+            ("VERIFICATION_OTHER_COUNTRY_HOURLY", "600"),
+        ])
+        .unwrap();
+        assert_eq!(c.verification_windows.per_country("US"), 3000);
+        assert_eq!(c.verification_windows.per_country("CA"), 600);
+        assert_eq!(
+            c.verification_windows.per_user_per_hour,
+            WindowLimits::default().per_user_per_hour,
+            "the other windows are not configurable"
+        );
+
+        for name in [
+            "VERIFICATION_HOME_COUNTRY_HOURLY",
+            "VERIFICATION_OTHER_COUNTRY_HOURLY",
+        ] {
+            for bad in ["0", "-5", "+5", "1.5", "1e3", "ten", "99999999999999999999"] {
+                let err = config(&[(name, bad)]).unwrap_err();
+                assert_eq!(err.name, name, "{name}={bad}");
+                assert!(err.reason.contains(bad), "{err}");
+            }
+        }
+    }
+
+    #[test]
     fn base_path_and_origins_are_normalised() {
         let c = config(&[
             ("API_BASE_PATH", "/api/v2/"),
@@ -442,6 +518,8 @@ pub const ENV_VARS: &[&str] = &[
     "AUTH_USER_CLAIM",
     "ALLOWED_ORIGINS",
     "CODE_HMAC_KEY_SECRET_ID",
+    "VERIFICATION_HOME_COUNTRY_HOURLY",
+    "VERIFICATION_OTHER_COUNTRY_HOURLY",
     "SENDER_CONCURRENCY",
     "SENDER_MAX_CONCURRENCY",
     "SEND_CLAIM_LEASE_SECONDS",
@@ -492,6 +570,8 @@ mod env_vars_tests {
                     "PROVIDER_ANSWERS_STOP" | "PROVIDER_ANSWERS_HELP" => "true",
                     "PROVIDER_ANSWERS_START" => "true",
                     "VERIFICATION_MONTHLY_BUDGET_USD" => "7",
+                    "VERIFICATION_HOME_COUNTRY_HOURLY" => "7",
+                    "VERIFICATION_OTHER_COUNTRY_HOURLY" => "8",
                     "API_BASE_PATH" => "/set",
                     "AUTH_MODE" => "apigw_jwt",
                     "JWT_ALGORITHM" => "HS512",
@@ -523,5 +603,7 @@ mod env_vars_tests {
             }
         );
         assert_eq!(c.limits.verification_monthly_budget_micros, 7_000_000);
+        assert_eq!(c.verification_windows.per_country_per_hour, 7);
+        assert_eq!(c.verification_windows.per_other_country_per_hour, 8);
     }
 }

@@ -30,8 +30,9 @@
 //! * the code, its windows, its budget reservation and its log record are one transaction
 //!   ([`ports::CodeIssue`]): a refused request counts in no window;
 //! * premium-rate and shared-cost numbers get no code ([`rules::is_premium_rate`]);
-//! * the country window is tighter for every country but the home market (US 100 an hour,
-//!   others 20: [`WindowLimits`]);
+//! * the country window is tighter for every country but the home market (by default US 100
+//!   an hour, others 20: [`WindowLimits`]; `VERIFICATION_HOME_COUNTRY_HOURLY` and
+//!   `VERIFICATION_OTHER_COUNTRY_HOURLY` size them per deployment);
 //! * answers never depend on whether another user has the number.
 //!
 //! DynamoDB round trips (docs/http-api.md): a start reads the pending code, the preferences
@@ -133,13 +134,15 @@ impl<S: SmsSender> State<Stores<S>> {
             clock: clock.clone(),
             lease: config.claim_lease,
         };
+        // The country windows are the deployment's (`VERIFICATION_*_COUNTRY_HOURLY`).
+        let windows = config.verification_windows;
         Self {
             config,
             auth,
             code_key,
             ports,
             clock,
-            windows: WindowLimits::default(),
+            windows,
         }
     }
 }

@@ -173,7 +173,9 @@ impl Default for WindowLimits {
     /// use; 100 an hour to the US and 20 to any other country are above the product's sign-up
     /// peak and about 1 % of what one toll-free number can send (3 parts/s = 10 800 an hour),
     /// so a sweep that fills them costs at most about USD 1 an hour (US) and cannot crowd the
-    /// number's rate that security alerts and keyword replies share.
+    /// number's rate that security alerts and keyword replies share. A deployment on a faster
+    /// number or with a bigger peak sets the two country windows in its configuration
+    /// (`VERIFICATION_HOME_COUNTRY_HOURLY`, `VERIFICATION_OTHER_COUNTRY_HOURLY`).
     fn default() -> Self {
         Self {
             per_user_per_hour: 5,
