@@ -110,7 +110,11 @@ pub fn tag_sns(mut event: Value, tag: &str) -> Value {
 /// The CSRF pair of the benchmark's requests.
 const CSRF: &str = "bench-csrf-token";
 
-/// The app's tokens under the local stack's key.
+/// The origin the HTTP samples of `events/` send (the app's): cookie writes from any other
+/// are refused 403 (CSRF, DESIGN §5).
+const APP_ORIGIN: &str = "https://app.example.com";
+
+/// The app's tokens under the local stack's key, from the app's origin.
 pub fn authenticator() -> sms_shared::auth::Authenticator {
     let key = sms_shared::secrets::SecretKey::new(
         integration_tests::local_stack::LOCAL_JWT_SIGNING_KEY
@@ -118,7 +122,11 @@ pub fn authenticator() -> sms_shared::auth::Authenticator {
             .to_vec(),
     )
     .expect("a long key");
-    sms_shared::auth::Authenticator::app_jwt(&key, jsonwebtoken::Algorithm::HS256, Vec::new())
+    sms_shared::auth::Authenticator::app_jwt(
+        &key,
+        jsonwebtoken::Algorithm::HS256,
+        vec![APP_ORIGIN.to_owned()],
+    )
 }
 
 /// The code HMAC key of the local stack.
