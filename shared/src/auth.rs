@@ -118,9 +118,9 @@ impl Authenticator {
         }
     }
 
-    /// As configured: in `app_jwt` mode the signing key is read from Secrets Manager (by the
-    /// function's first request, `secrets::OnFirstRequest`), and a missing, unreadable or short
-    /// key is an error, so nothing is served with it.
+    /// As configured: in `app_jwt` mode the signing key is read from Secrets Manager (at cold
+    /// start, `secrets::ReadAtColdStart`), and a missing, unreadable or short key is an error,
+    /// on which the function refuses to start, so nothing is served with it.
     pub async fn load(
         settings: &AuthSettings,
         secrets_client: &aws_sdk_secretsmanager::Client,

@@ -201,10 +201,10 @@ fn parse_valid(input: &str) -> Option<(PhoneNumber, &'static Database)> {
 
 /// Loads the US/CA phone number metadata and compiles the parser's and the US patterns'
 /// regular expressions (about 7 ms of CPU on first use) on a background thread
-/// ([`crate::background`]), so a
-/// function's init does not wait for them and the first request usually finds them ready: the
-/// runtime's first `/next` and the request's first DynamoDB round trips overlap with them. A
-/// parse that comes first simply waits (each is built once, never twice).
+/// ([`crate::background`]). The functions start it with their first event, so it does not
+/// compete with init for the CPU before the runtime's first `/next`; it overlaps the request's
+/// first round trips (the APIs': awaiting their keys). A parse that comes first simply waits
+/// (each is built once, never twice).
 pub fn warm_up_in_background() {
     crate::background::spawn_low_priority("phone-metadata", || {
         let _ = E164::parse("+14155550123");
