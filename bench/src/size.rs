@@ -13,7 +13,9 @@ pub const FUNCTIONS: &[&str] = &[
     "inbound-sms",
 ];
 
-const LIMIT_MIB: f64 = 3.0;
+/// The zip budget of `scripts/build.sh` (`ZIP_LIMIT_MIB`): 4 MiB per function, spent only where
+/// a measured figure improves (docs/bench.md).
+const LIMIT_MIB: f64 = 4.0;
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -55,7 +57,7 @@ pub fn run() {
         {
             row.measured = format!("{} / {} MiB", f(mib(meta.len()), 2), f(mib(z), 2));
             if *name != "hello" {
-                row = row.target("zip < 3 MiB", mib(z) < LIMIT_MIB);
+                row = row.target("zip < 4 MiB", mib(z) < LIMIT_MIB);
             }
         } else {
             part.note(format!("{name}: `zip` failed or is missing; no zip size"));
@@ -73,7 +75,7 @@ pub fn run() {
                     "zip (arm64, last `make build`)",
                     format!("{} MiB", f(mib(z), 2)),
                 )
-                .target("< 3 MiB", mib(z) < LIMIT_MIB),
+                .target("< 4 MiB", mib(z) < LIMIT_MIB),
             );
         }
     }
