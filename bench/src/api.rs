@@ -4,7 +4,7 @@
 //! source IP and number prefix, so the verification limits never answer 429).
 
 use crate::fixtures::{self, code_in, event_file, http_as};
-use crate::util::{Mode, Part, Row, ShiftedClock, f, median, ms, percentile};
+use crate::util::{self, Mode, Part, Row, ShiftedClock, f, median, ms, percentile};
 use integration_tests::{SmsStub, TestEnv};
 use lambda_http::{Body, Request};
 use serde_json::Value;
@@ -45,12 +45,7 @@ struct RouteStats {
 }
 
 pub fn run(mode: Mode) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(measure(mode));
+    util::block_on(measure(mode));
 }
 
 async fn measure(mode: Mode) {

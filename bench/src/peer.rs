@@ -99,12 +99,7 @@ struct Sample {
 }
 
 pub fn run(mode: Mode) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(measure(mode));
+    util::block_on(measure(mode));
 }
 
 async fn measure(mode: Mode) {

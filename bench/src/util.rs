@@ -34,6 +34,17 @@ impl Mode {
     }
 }
 
+/// Runs a part's measurement on a runtime of two worker threads (the parts that keep a stub's
+/// CPU apart from the measured code build runtimes of their own).
+pub fn block_on<F: std::future::Future>(measure: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(measure)
+}
+
 /// The workspace root (the parent of `bench/`).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
