@@ -189,9 +189,14 @@ fn served_phrase<S: AsRef<str>>(allowed: &[S]) -> String {
 /// Parses `input` (national numbers read as US) into a valid number: against the US/CA
 /// metadata first, against the whole database when that finds no valid number. Gives the
 /// metadata that validated it.
+///
+/// A number written with `+` is parsed with no default region: given one, `phonenumber`
+/// applies that region's rules to an international number too, and read `+43 111 2000`
+/// (Vienna) as `+43 12000`, which is then stored and texted as a different number.
 fn parse_valid(input: &str) -> Option<(PhoneNumber, &'static Database)> {
+    let region = (!input.starts_with('+')).then_some(country::Id::US);
     let with = |database: &'static Database| {
-        phonenumber::parse_with(database, Some(country::Id::US), input)
+        phonenumber::parse_with(database, region, input)
             .ok()
             .filter(|parsed| phonenumber::is_valid_with(database, parsed))
             .map(|parsed| (parsed, database))
@@ -338,6 +343,15 @@ mod tests {
         assert_eq!(format!("{n:?}"), "E164(+1415***1234)");
         assert_eq!(mask("+12345"), "+1***5");
         assert_eq!(mask(""), "+***");
+    }
+
+    #[test]
+    fn an_international_number_keeps_every_digit() {
+        // Found by `accepted_numbers_parse_their_own_output`: with the US as default region,
+        // this Vienna number lost its `111`.
+        let n = E164::parse("+431112000").unwrap();
+        assert_eq!(n.as_str(), "+431112000");
+        assert_eq!(E164::parse(n.as_str()), Ok(n));
     }
 
     #[test]
