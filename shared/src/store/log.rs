@@ -171,6 +171,15 @@ struct InDoubt {
     wait: SignedDuration,
 }
 
+impl InDoubt {
+    /// A message worth sending only within minutes (keyword replies, opt-in confirmations):
+    /// never sent again, and ended `unknown` at the next claim without waiting.
+    const END_AT_ONCE: InDoubt = InDoubt {
+        resend: false,
+        wait: SignedDuration::ZERO,
+    };
+}
+
 /// What a claim that found `existing` held or finished answers before any write (DESIGN §6).
 #[derive(Debug)]
 pub enum Taken {
@@ -766,11 +775,7 @@ impl LogStore {
             ("phoneNumber", s(reply.phone_number)),
             ("body", s(reply.body)),
         ];
-        let in_doubt = InDoubt {
-            resend: false,
-            wait: SignedDuration::ZERO,
-        };
-        self.claim_item(reply.id, fields, in_doubt, now, lease)
+        self.claim_item(reply.id, fields, InDoubt::END_AT_ONCE, now, lease)
             .await
     }
 
@@ -789,11 +794,7 @@ impl LogStore {
             ("phoneNumber", s(confirmation.phone_number)),
             ("body", s(confirmation.body)),
         ];
-        let in_doubt = InDoubt {
-            resend: false,
-            wait: SignedDuration::ZERO,
-        };
-        self.claim_item(confirmation.id, fields, in_doubt, now, lease)
+        self.claim_item(confirmation.id, fields, InDoubt::END_AT_ONCE, now, lease)
             .await
     }
 
