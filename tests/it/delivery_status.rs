@@ -108,35 +108,7 @@ impl Fixture {
     }
 
     async fn raw(&self, id: &str) -> Map<String, Value> {
-        let item = self
-            .env
-            .dynamodb
-            .get_item()
-            .table_name(&self.config.tables.log)
-            .key(
-                LOG_KEY,
-                aws_sdk_dynamodb::types::AttributeValue::S(id.into()),
-            )
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-            .unwrap_or_default();
-        // A compact view of the attributes this test looks at.
-        item.into_iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    aws_sdk_dynamodb::types::AttributeValue::S(s) => json!(s),
-                    aws_sdk_dynamodb::types::AttributeValue::N(n) => json!(n),
-                    aws_sdk_dynamodb::types::AttributeValue::Bool(b) => json!(b),
-                    aws_sdk_dynamodb::types::AttributeValue::Ss(ss) => json!(ss),
-                    aws_sdk_dynamodb::types::AttributeValue::L(l) => json!(l.len()),
-                    _ => json!("other"),
-                };
-                (k, v)
-            })
-            .collect()
+        self.env.log_item(id).await
     }
 
     async fn month_total(&self) -> u64 {

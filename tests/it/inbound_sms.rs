@@ -22,7 +22,6 @@ use sms_shared::sms::EumSender;
 use sms_shared::store::inbound::{inbound_log_id, reply_log_id};
 use sms_shared::store::preferences::UPDATE_ATTEMPTS;
 use sms_shared::store::receipts::EventKind;
-use sms_shared::store::schema::LOG_KEY;
 use sms_shared::store::{LogStore, PreferencesStore};
 use sms_shared::template;
 use std::sync::Arc;
@@ -150,28 +149,7 @@ impl Fixture {
     }
 
     async fn raw(&self, id: &str) -> Map<String, Value> {
-        let item = self
-            .env
-            .dynamodb
-            .get_item()
-            .table_name(&self.config.tables.log)
-            .key(
-                LOG_KEY,
-                aws_sdk_dynamodb::types::AttributeValue::S(id.into()),
-            )
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-            .unwrap_or_default();
-        item.into_iter()
-            .filter_map(|(k, v)| match v {
-                aws_sdk_dynamodb::types::AttributeValue::S(s) => Some((k, json!(s))),
-                aws_sdk_dynamodb::types::AttributeValue::N(n) => Some((k, json!(n))),
-                _ => None,
-            })
-            .collect()
+        self.env.log_item(id).await
     }
 }
 

@@ -105,6 +105,40 @@ impl TestEnv {
     }
 
     /// The functions' configuration for this test's tables and queues, defaults elsewhere.
+    /// The log table's item `id` as the tests look at it (strings, numbers, booleans and string
+    /// sets as JSON, a list as its length), read consistently; empty when there is none.
+    pub async fn log_item(&self, id: &str) -> serde_json::Map<String, serde_json::Value> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        use serde_json::json;
+        let item = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.tables.log)
+            .key(
+                sms_shared::store::schema::LOG_KEY,
+                AttributeValue::S(id.into()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem on the log table")
+            .item
+            .unwrap_or_default();
+        item.into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    AttributeValue::S(s) => json!(s),
+                    AttributeValue::N(n) => json!(n),
+                    AttributeValue::Bool(b) => json!(b),
+                    AttributeValue::Ss(ss) => json!(ss),
+                    AttributeValue::L(l) => json!(l.len()),
+                    _ => json!("other"),
+                };
+                (k, v)
+            })
+            .collect()
+    }
+
     pub fn config(&self) -> Config {
         self.config_with(&[])
     }
