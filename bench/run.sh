@@ -14,12 +14,18 @@ FUNCTIONS=(opt-in-api verify-api sender delivery-status inbound-sms)
 
 # Functions first and on their own, exactly as deployed: built together with the harness,
 # cargo would unify features with the harness's dependencies.
+# Linked as `make build` links them for Lambda: position-dependent (.cargo/config.toml says
+# why). The flag goes to this target only (--target), so proc-macros and build scripts,
+# which are host libraries, stay position-independent.
+HOST_TRIPLE=x86_64-unknown-linux-gnu
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C relocation-model=static"
 packages=()
 for f in "${FUNCTIONS[@]}"; do packages+=(--package "$f"); done
-echo "==> cargo build --release ${FUNCTIONS[*]}"
-cargo build --release --quiet "${packages[@]}"
-echo "==> cargo build --release hello (bare lambda_runtime baseline)"
-cargo build --release --quiet --package bench-hello
+echo "==> cargo build --release --target $HOST_TRIPLE ${FUNCTIONS[*]}"
+cargo build --release --quiet --target "$HOST_TRIPLE" "${packages[@]}"
+echo "==> cargo build --release --target $HOST_TRIPLE hello (bare lambda_runtime baseline)"
+cargo build --release --quiet --target "$HOST_TRIPLE" --package bench-hello
+unset CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS
 echo "==> cargo build --release bench (the harness)"
 cargo build --release --quiet --package bench
 

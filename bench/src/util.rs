@@ -67,12 +67,22 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
-/// Where the function binaries are: `target/release` (`BENCH_PROFILE` names another
-/// profile's directory, e.g. `debug` while working on the harness itself).
+/// Where the function binaries are: `target/<host triple>/release`, where `bench/run.sh`
+/// builds them linked as deployed (position-dependent, `.cargo/config.toml`), or
+/// `target/release` when that has none. `BENCH_PROFILE` names another profile's directory
+/// (e.g. `debug` while working on the harness itself).
 pub fn binaries_dir() -> PathBuf {
     let profile = std::env::var("BENCH_PROFILE").unwrap_or_else(|_| "release".into());
-    target_dir().join(profile)
+    let as_deployed = target_dir().join(HOST_TRIPLE).join(&profile);
+    if as_deployed.join("sender").exists() {
+        as_deployed
+    } else {
+        target_dir().join(profile)
+    }
 }
+
+/// The target `bench/run.sh` builds the functions for (the machine's own).
+pub const HOST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
 /// Where the parts of a run leave their rows and logs: `target/bench/`.
 pub fn out_dir() -> PathBuf {
