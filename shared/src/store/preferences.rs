@@ -15,6 +15,7 @@ use super::schema::{PREFS_BY_PHONE_INDEX, PREFS_PHONE_KEY, PREFS_PK, PREFS_SK};
 use super::{StoreError, condition_failed};
 use crate::preferences::{ConsentEvent, Preferences};
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use jiff::Timestamp;
@@ -45,26 +46,15 @@ pub trait NumberPreferences: Send + Sync {
 impl NumberPreferences for PreferencesStore {
     /// Every user whose current phone number is `e164` (STOP replies, carrier opt-outs).
     async fn find_by_phone(&self, e164: &str) -> Result<Vec<Preferences>, StoreError> {
-        let mut users = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(PREFS_BY_PHONE_INDEX)
-                .key_condition_expression("#phone = :phone")
-                .expression_attribute_names("#phone", PREFS_PHONE_KEY)
-                .expression_attribute_values(":phone", s(e164))
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            users.extend(from_items::<Preferences>(out.items.unwrap_or_default())?);
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(users),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(PREFS_BY_PHONE_INDEX)
+            .key_condition_expression("#phone = :phone")
+            .expression_attribute_names("#phone", PREFS_PHONE_KEY)
+            .expression_attribute_values(":phone", s(e164));
+        every_page(query).await
     }
 
     /// [`PreferencesStore::update`] for every user whose current number is `e164` (a STOP,
@@ -604,27 +594,32 @@ impl PreferencesStore {
 
     /// A user's consent history, oldest first.
     pub async fn consent_history(&self, user_id: &str) -> Result<Vec<ConsentEvent>, StoreError> {
-        let mut events = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :user AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", PREFS_PK)
-                .expression_attribute_names("#sk", PREFS_SK)
-                .expression_attribute_values(":user", s(user_id))
-                .expression_attribute_values(":prefix", s(CONSENT_SK_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            events.extend(from_items::<ConsentEvent>(out.items.unwrap_or_default())?);
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(events),
-            }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :user AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PREFS_PK)
+            .expression_attribute_names("#sk", PREFS_SK)
+            .expression_attribute_values(":user", s(user_id))
+            .expression_attribute_values(":prefix", s(CONSENT_SK_PREFIX))
+            .consistent_read(true);
+        every_page(query).await
+    }
+}
+
+/// Every item `query` matches, page after page (a page stops at 1 MB), as `T`.
+async fn every_page<T: serde::de::DeserializeOwned>(
+    query: QueryFluentBuilder,
+) -> Result<Vec<T>, StoreError> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = query.clone().set_exclusive_start_key(start).send().await?;
+        items.extend(from_items::<T>(out.items.unwrap_or_default())?);
+        match out.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return Ok(items),
         }
     }
 }
