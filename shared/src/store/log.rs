@@ -1097,15 +1097,7 @@ mod tests {
     fn assert_well_formed(u: &LogUpdate) {
         let expression = u.expression();
         let all = format!("{expression} {}", u.condition);
-        for name in u.names.keys() {
-            assert!(all.contains(name.as_str()), "{name} unused in {all}");
-        }
-        for value in u.values.keys() {
-            let used = all.match_indices(value.as_str()).any(|(i, _)| {
-                !all[i + value.len()..].starts_with(|c: char| c.is_ascii_alphanumeric())
-            });
-            assert!(used, "{value} unused in {all}");
-        }
+        crate::store::assert_placeholders_used(&all, u.names.keys().chain(u.values.keys()));
         let set: Vec<&str> = u.set.iter().map(|(a, _)| a.as_str()).collect();
         let mut unique = set.clone();
         unique.sort_unstable();

@@ -88,3 +88,22 @@ pub(crate) fn condition_failed<E: ConditionFailure, R>(err: &SdkError<E, R>) -> 
     err.as_service_error()
         .is_some_and(ConditionFailure::is_condition_failure)
 }
+
+/// DynamoDB refuses an expression that declares a name or value it does not use (moto takes
+/// it): asserts that each of `placeholders` (`#name`, `:value`) appears in `expressions` as a
+/// whole token (`:c` is not used by `:count`).
+#[cfg(test)]
+pub(crate) fn assert_placeholders_used<'a>(
+    expressions: &str,
+    placeholders: impl IntoIterator<Item = &'a String>,
+) {
+    for placeholder in placeholders {
+        let used = expressions
+            .match_indices(placeholder.as_str())
+            .any(|(i, _)| {
+                !expressions[i + placeholder.len()..]
+                    .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            });
+        assert!(used, "{placeholder} unused in {expressions}");
+    }
+}

@@ -586,22 +586,12 @@ mod tests {
                 u.update_expression(),
                 u.condition_expression().unwrap_or_default()
             );
-            for name in u
-                .expression_attribute_names()
-                .into_iter()
-                .flatten()
-                .map(|(k, _)| k)
-            {
-                assert!(all.contains(name.as_str()), "{name} unused in {all}");
-            }
-            for value in u
-                .expression_attribute_values()
-                .into_iter()
-                .flatten()
-                .map(|(k, _)| k)
-            {
-                assert!(all.contains(value.as_str()), "{value} unused in {all}");
-            }
+            let names = u.expression_attribute_names().into_iter().flatten();
+            let values = u.expression_attribute_values().into_iter().flatten();
+            crate::store::assert_placeholders_used(
+                &all,
+                names.map(|(k, _)| k).chain(values.map(|(k, _)| k)),
+            );
         }
     }
 
